@@ -1,0 +1,225 @@
+//! The command line of `hragctl` (clap derive). `--json` and `--socket` are global: accepted
+//! before or after the subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "hragctl", version, about = "Control the hrag daemon (hragd)")]
+pub struct Cli {
+    /// Machine output: JSON on stdout and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// hragd's control socket [default: as hragd's].
+    #[arg(long, global = true, env = "HRAG_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Daemon and database states.
+    Status,
+    /// Uptime, memory, open files, per-database health.
+    Health,
+    /// Pause ingestion; returns once the work in flight has finished.
+    Pause(Target),
+    /// Resume ingestion.
+    Resume(Target),
+    /// Manage the registry.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Backend status and provisioning.
+    #[command(subcommand)]
+    Backend(BackendCommand),
+    /// Move a database to another backend (JSON → Postgres), or follow migrations.
+    Migrate(MigrateArgs),
+    /// Compare a database's stores record by record.
+    Verify { db: String },
+    /// Write a database out as a LightRAG JSON directory.
+    Export {
+        db: String,
+        /// Target format (json).
+        #[arg(long, value_enum, default_value = "json")]
+        to: ExportFormat,
+        dir: PathBuf,
+    },
+    /// Enqueue files or folders for ingestion now.
+    Ingest {
+        db: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Retrieve context (and optionally an answer) from a database.
+    Query(QueryArgs),
+    /// Metrics in Prometheus text format.
+    Metrics,
+    /// Re-read the registry file (as SIGHUP does).
+    Reload,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// The database.
+    pub db: Option<String>,
+    /// Every database.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Json,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Registered databases.
+    List,
+    /// One registry entry (passwords redacted).
+    Show { name: String },
+    /// Register a database, or adopt an existing LightRAG directory.
+    #[command(alias = "register")]
+    Add(DbAddArgs),
+    /// Unregister a database (its data stays on disk).
+    #[command(alias = "rm")]
+    Remove { name: String },
+    /// Point a database at another backend without moving data.
+    SetBackend {
+        name: String,
+        #[arg(long, value_enum)]
+        backend: Backend,
+        #[command(flatten)]
+        pg: PgArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DbAddArgs {
+    pub name: String,
+    /// LightRAG working directory.
+    #[arg(long)]
+    pub path: PathBuf,
+    /// Folder to watch and ingest.
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+    /// Workspace (JSON: subfolder; Postgres: workspace column, default the database name).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub backend: Backend,
+    #[command(flatten)]
+    pub pg: PgArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PgArgs {
+    /// postgresql://user@host:port/db (a password in it is moved to a 0600 file).
+    #[arg(long)]
+    pub connection_string: Option<String>,
+    /// File holding the Postgres password.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Health, counts and sizes of one database or all.
+    Status {
+        db: Option<String>,
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Run Postgres + pgvector in Docker and register it.
+    SetupDocker {
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        volume: Option<String>,
+        #[arg(long)]
+        db: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run Postgres + pgvector from this machine's binaries and register it.
+    SetupLocal {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        db: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub status: Option<MigrateCommand>,
+    /// The database to migrate.
+    pub db: Option<String>,
+    #[arg(long, value_enum)]
+    pub to: Option<Backend>,
+    #[arg(long)]
+    pub connection_string: Option<String>,
+    /// Embedding model (picks LightRAG's per-model vector tables).
+    #[arg(long)]
+    pub embedding_model: Option<String>,
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub no_verify: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Reattach to running or last migrations.
+    Status { db: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Naive,
+    Local,
+    Global,
+    Hybrid,
+    Mix,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    pub db: String,
+    pub text: String,
+    #[arg(long, value_enum, default_value = "mix")]
+    pub mode: Mode,
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    /// Also write an answer with the configured LLM.
+    #[arg(long)]
+    pub answer: bool,
+}

@@ -1,0 +1,248 @@
+//! `hragctl`: the command-line client of hragd. Turns arguments into one request, sends it over
+//! the control socket and renders the answer; its exit code is the error's class (PRODUCT §9).
+
+mod cli;
+mod client;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use hrag_proto::{
+    BackendKind, DbAddSpec, DbTarget, MigrateSpec, QueryMode, QuerySpec, Request, Response,
+    SetBackendSpec, exit,
+};
+
+use cli::{Backend, BackendCommand, Cli, Command, DbCommand, MigrateCommand, Mode, Target};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => fail(json, e.code, &e.message),
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Reports an error: a sentence on stderr, and with `--json` an error object on stdout.
+fn fail(json: bool, code: i32, message: &str) -> i32 {
+    if json {
+        let kind = match code {
+            exit::DAEMON_UNAVAILABLE => "daemon_unavailable",
+            exit::PROTOCOL => "protocol",
+            exit::PERMISSION_DENIED => "permission_denied",
+            exit::NOT_SUPPORTED => "not_supported",
+            exit::INVALID => "invalid_request",
+            _ => "error",
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "error": { "kind": kind, "message": message } })
+        );
+    }
+    eprintln!("hragctl: {message}");
+    code
+}
+
+fn run(cli: Cli) -> Result<i32, client::ClientError> {
+    let request = match to_request(cli.command)? {
+        Planned::Request(r) => r,
+        Planned::Done(code) => return Ok(code),
+    };
+    let socket = client::socket_path(cli.socket);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| client::ClientError {
+            code: exit::INTERNAL,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    let json = cli.json;
+    let response = runtime.block_on(client::call(&socket, &request, |p| {
+        if json {
+            if let Ok(line) = serde_json::to_string(&serde_json::json!({ "progress": p })) {
+                println!("{line}");
+            }
+        } else {
+            eprintln!(
+                "{} {:?} {}{} records",
+                p.db,
+                p.phase,
+                p.store
+                    .as_deref()
+                    .map(|s| format!("{s}: "))
+                    .unwrap_or_default(),
+                p.records_done
+            );
+        }
+    }))?;
+    if let Response::Error(e) = &response {
+        if json && let Ok(text) = output::json(&response) {
+            println!("{text}");
+        }
+        eprintln!("hragctl: {}", e.message);
+        return Ok(e.kind.exit_code());
+    }
+    if json {
+        match output::json(&response) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                return Ok(fail(
+                    true,
+                    exit::INTERNAL,
+                    &format!("cannot render JSON: {e}"),
+                ));
+            }
+        }
+    } else {
+        output::human(&response);
+    }
+    Ok(exit::OK)
+}
+
+enum Planned {
+    Request(Request),
+    /// Handled locally, with this exit code.
+    Done(i32),
+}
+
+fn usage(message: String) -> client::ClientError {
+    client::ClientError {
+        code: exit::INVALID,
+        message,
+    }
+}
+
+/// Resolves a path against this process's working directory: the daemon has its own.
+fn absolute(p: &Path) -> Result<String, client::ClientError> {
+    std::path::absolute(p)
+        .map(|a| a.display().to_string())
+        .map_err(|e| usage(format!("{}: {e}", p.display())))
+}
+
+fn abs_opt(p: Option<PathBuf>) -> Result<Option<String>, client::ClientError> {
+    p.as_deref().map(absolute).transpose()
+}
+
+fn backend(b: Backend) -> BackendKind {
+    match b {
+        Backend::Json => BackendKind::Json,
+        Backend::Postgres => BackendKind::Postgres,
+    }
+}
+
+fn target(t: Target) -> DbTarget {
+    match (t.all, t.db) {
+        (false, Some(db)) => DbTarget::One(db),
+        _ => DbTarget::All,
+    }
+}
+
+fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
+    use Planned::Request as R;
+    Ok(match cmd {
+        Command::Status => R(Request::Status),
+        Command::Health => R(Request::Health),
+        Command::Pause(t) => R(Request::Pause { target: target(t) }),
+        Command::Resume(t) => R(Request::Resume { target: target(t) }),
+        Command::Db(DbCommand::List) => R(Request::DbList),
+        Command::Db(DbCommand::Show { name }) => R(Request::DbShow { name }),
+        Command::Db(DbCommand::Add(a)) => R(Request::DbAdd(DbAddSpec {
+            name: a.name,
+            path: absolute(&a.path)?,
+            source_folder: abs_opt(a.source)?,
+            workspace: a.workspace,
+            backend: backend(a.backend),
+            connection_string: a.pg.connection_string,
+            password_file: abs_opt(a.pg.password_file)?,
+        })),
+        Command::Db(DbCommand::Remove { name }) => R(Request::DbRemove { name }),
+        Command::Db(DbCommand::SetBackend {
+            name,
+            backend: b,
+            pg,
+        }) => R(Request::DbSetBackend(SetBackendSpec {
+            name,
+            backend: backend(b),
+            connection_string: pg.connection_string,
+            password_file: abs_opt(pg.password_file)?,
+        })),
+        Command::Backend(BackendCommand::Status { db, verbose }) => {
+            R(Request::BackendStatus { db, verbose })
+        }
+        Command::Backend(BackendCommand::SetupDocker { .. }) => {
+            return Err(not_yet("backend setup-docker"));
+        }
+        Command::Backend(BackendCommand::SetupLocal { .. }) => {
+            return Err(not_yet("backend setup-local"));
+        }
+        Command::Migrate(m) => match (m.status, m.db) {
+            (Some(MigrateCommand::Status { db }), _) => R(Request::MigrateStatus { db }),
+            (None, Some(db)) => R(Request::Migrate(MigrateSpec {
+                db,
+                to: backend(m.to.ok_or_else(|| usage("migrate needs --to postgres".into()))?),
+                connection_string: m.connection_string,
+                embedding_model: m.embedding_model,
+                batch_size: m.batch_size,
+                resume: m.resume,
+                verify: !m.no_verify,
+                dry_run: m.dry_run,
+                force: m.force,
+            })),
+            (None, None) => {
+                return Err(usage(
+                    "migrate needs a database name (or `migrate status`)".into(),
+                ));
+            }
+        },
+        Command::Verify { db } => R(Request::Verify { db }),
+        Command::Export { db, to: _, dir } => R(Request::Export {
+            db,
+            dir: absolute(&dir)?,
+        }),
+        Command::Ingest { db, paths } => R(Request::Ingest {
+            db,
+            paths: paths
+                .iter()
+                .map(|p| absolute(p))
+                .collect::<Result<_, _>>()?,
+        }),
+        Command::Query(q) => R(Request::Query(QuerySpec {
+            db: q.db,
+            text: q.text,
+            mode: match q.mode {
+                Mode::Naive => QueryMode::Naive,
+                Mode::Local => QueryMode::Local,
+                Mode::Global => QueryMode::Global,
+                Mode::Hybrid => QueryMode::Hybrid,
+                Mode::Mix => QueryMode::Mix,
+            },
+            top_k: q.top_k,
+            answer: q.answer,
+        })),
+        Command::Metrics => R(Request::Metrics),
+        Command::Reload => R(Request::Reload),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "hragctl",
+                &mut std::io::stdout(),
+            );
+            Planned::Done(exit::OK)
+        }
+    })
+}
+
+/// Client-side commands not built yet answer like the daemon's unbuilt requests do.
+fn not_yet(command: &str) -> client::ClientError {
+    client::ClientError {
+        code: exit::NOT_SUPPORTED,
+        message: format!(
+            "`{command}` is not supported by this hragctl ({}) yet",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+}

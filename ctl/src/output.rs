@@ -1,0 +1,290 @@
+//! Rendering responses: aligned tables for people, JSON for machines. Sizes in binary units.
+
+use hrag_proto::{
+    BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health, ReloadReport, Response,
+};
+
+/// Prints rows with each column padded to its widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.into_iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+fn opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The JSON form of a response: its payload, without the enum wrapper.
+pub fn json(resp: &Response) -> serde_json::Result<String> {
+    use serde_json::to_string_pretty as s;
+    match resp {
+        Response::Status(x) => s(x),
+        Response::Health(x) => s(x),
+        Response::Paused(x) | Response::Resumed(x) => s(x),
+        Response::DbList(x) => s(x),
+        Response::DbShow(x) => {
+            let entry: serde_json::Value = serde_json::from_str(&x.entry_json)?;
+            s(&serde_json::json!({ "summary": x.summary, "entry": entry }))
+        }
+        Response::DbAdded(x) | Response::BackendSet(x) => s(x),
+        Response::DbRemoved { name } => s(&serde_json::json!({ "removed": name })),
+        Response::BackendStatus(x) => s(x),
+        Response::Migration(x) => s(x),
+        Response::MigrationStatus(x) => s(x),
+        Response::Verified(x) => s(x),
+        Response::Exported(x) => s(x),
+        Response::Enqueued(x) => s(x),
+        Response::Query(x) => s(x),
+        Response::Metrics { text } => s(&serde_json::json!({ "metrics": text })),
+        Response::Reloaded(x) => s(x),
+        Response::Error(e) => s(&serde_json::json!({ "error": e })),
+    }
+}
+
+pub fn human(resp: &Response) {
+    match resp {
+        Response::Status(s) => status(s),
+        Response::Health(h) => health(h),
+        Response::Paused(acks) | Response::Resumed(acks) => ack_lines(acks),
+        Response::DbList(list) => db_list(list),
+        Response::DbShow(d) => db_show(d),
+        Response::DbAdded(s) => println!("registered {} ({}) at {}", s.name, s.backend, s.path),
+        Response::BackendSet(s) => println!("{} now uses the {} backend", s.name, s.backend),
+        Response::DbRemoved { name } => {
+            println!("unregistered {name}; its data is left in place")
+        }
+        Response::BackendStatus(list) => list.iter().for_each(backend_status),
+        Response::Metrics { text } => print!("{text}"),
+        Response::Reloaded(r) => reloaded(r),
+        Response::Error(e) => eprintln!("error: {}", e.message),
+        other => match json(other) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("error: cannot render the answer: {e}"),
+        },
+    }
+}
+
+fn status(s: &DaemonStatus) {
+    println!(
+        "hragd {}  pid {}  up {}  socket {}",
+        s.version,
+        s.pid,
+        duration(s.uptime_secs),
+        s.socket
+    );
+    println!("registry {}", s.registry);
+    if s.databases.is_empty() {
+        println!("no databases registered (add one with `hragctl db add NAME --path DIR`)");
+        return;
+    }
+    println!();
+    let rows: Vec<Vec<String>> = s
+        .databases
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.backend.clone(),
+                d.state.as_str().to_owned(),
+                if d.auto_watch {
+                    opt(&d.source_folder)
+                } else {
+                    "-".into()
+                },
+                d.path.clone(),
+            ]
+        })
+        .collect();
+    table(&["DATABASE", "BACKEND", "STATE", "WATCHING", "PATH"], &rows);
+    for d in s.databases.iter().filter(|d| d.error.is_some()) {
+        println!("\n{}: {}", d.name, opt(&d.error));
+    }
+}
+
+fn health(h: &Health) {
+    println!(
+        "hragd {}  pid {}  up {}",
+        h.version,
+        h.pid,
+        duration(h.uptime_secs)
+    );
+    println!(
+        "memory {} (peak {})  open files {}",
+        bytes(h.rss_bytes),
+        bytes(h.peak_rss_bytes),
+        h.open_fds
+    );
+    if h.databases.is_empty() {
+        return;
+    }
+    println!();
+    let rows: Vec<Vec<String>> = h
+        .databases
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.state.as_str().to_owned(),
+                d.queue_depth.to_string(),
+                opt(&d.last_ingest),
+                opt(&d.last_error),
+            ]
+        })
+        .collect();
+    table(
+        &["DATABASE", "STATE", "QUEUE", "LAST INGEST", "LAST ERROR"],
+        &rows,
+    );
+}
+
+fn ack_lines(acks: &[DbAck]) {
+    if acks.is_empty() {
+        println!("no databases registered");
+    }
+    for a in acks {
+        println!("{}: {}", a.name, a.state.as_str());
+    }
+}
+
+fn db_list(list: &[DbSummary]) {
+    if list.is_empty() {
+        println!("no databases registered (add one with `hragctl db add NAME --path DIR`)");
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.backend.clone(),
+                opt(&d.workspace),
+                if d.auto_watch {
+                    opt(&d.source_folder)
+                } else {
+                    "-".into()
+                },
+                d.connection.clone().unwrap_or_else(|| d.path.clone()),
+            ]
+        })
+        .collect();
+    table(
+        &["DATABASE", "BACKEND", "WORKSPACE", "WATCHING", "LOCATION"],
+        &rows,
+    );
+}
+
+fn db_show(d: &DbDetail) {
+    let entry: serde_json::Value = serde_json::from_str(&d.entry_json).unwrap_or_default();
+    let Some(map) = entry.as_object() else {
+        println!("{}", d.entry_json);
+        return;
+    };
+    let width = map.keys().map(|k| k.len()).max().unwrap_or(0);
+    println!("{}", d.summary.name);
+    for (k, v) in map {
+        let shown = match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("  {k:width$}  {shown}");
+    }
+}
+
+fn backend_status(r: &BackendStatusReport) {
+    let m = &r.metrics;
+    println!("{} ({}): {:?}", r.database, r.backend_type, r.status);
+    if let Some(reason) = &r.reason {
+        println!("  {reason}");
+    }
+    println!(
+        "  documents {}  chunks {}  entities {}  relations {}  total {}",
+        m.doc_count,
+        m.chunk_count,
+        m.entity_count,
+        m.relation_count,
+        bytes(m.total_size_bytes)
+    );
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+fn reloaded(r: &ReloadReport) {
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "-".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "registry reloaded: added {}; removed {}; changed {}",
+        list(&r.added),
+        list(&r.removed),
+        list(&r.changed)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(61), "1m01s");
+        assert_eq!(duration(3 * 3600 + 120), "3h02m");
+        assert_eq!(duration(2 * 86400 + 3600), "2d01h");
+    }
+}

@@ -1,0 +1,46 @@
+//! Turns one [`Request`] into one [`Response`]. Requests whose subsystem has not been built yet
+//! answer a typed `not_supported` error.
+
+use hrag_proto::{ErrorBody, ErrorKind, Request, Response};
+
+use crate::daemon::Daemon;
+use crate::error::DaemonError;
+
+pub async fn handle(daemon: &Daemon, request: Request) -> Response {
+    let name = request.name();
+    let result: Result<Response, DaemonError> = match request {
+        Request::Status => Ok(Response::Status(daemon.status().await)),
+        Request::Health => Ok(Response::Health(daemon.health().await)),
+        Request::Pause { target } => daemon.set_paused(target, true).await.map(Response::Paused),
+        Request::Resume { target } => daemon
+            .set_paused(target, false)
+            .await
+            .map(Response::Resumed),
+        Request::DbList => Ok(Response::DbList(daemon.db_list())),
+        Request::DbShow { name } => daemon.db_show(&name).map(Response::DbShow),
+        Request::DbAdd(spec) => daemon.db_add(spec).await.map(Response::DbAdded),
+        Request::DbRemove { name } => daemon
+            .db_remove(&name)
+            .await
+            .map(|()| Response::DbRemoved { name }),
+        Request::DbSetBackend(spec) => daemon.db_set_backend(spec).await.map(Response::BackendSet),
+        Request::Reload => daemon.reload().await.map(Response::Reloaded),
+        Request::BackendStatus { .. }
+        | Request::Migrate(_)
+        | Request::MigrateStatus { .. }
+        | Request::Verify { .. }
+        | Request::Export { .. }
+        | Request::Ingest { .. }
+        | Request::Query(_)
+        | Request::Metrics => {
+            return Response::Error(ErrorBody::new(
+                ErrorKind::NotSupported,
+                format!(
+                    "`{name}` is not supported by this hragd ({}) yet",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+    };
+    result.unwrap_or_else(|e| Response::Error(e.to_body()))
+}

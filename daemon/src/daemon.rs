@@ -1,0 +1,520 @@
+//! The daemon's core: the registry, one supervisor per database, and the operations the control
+//! socket exposes. Everything that changes the registry goes through [`RegistryStore::update`]
+//! and then [`Daemon::apply`], so the running supervisors always mirror the file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hrag_proto::{
+    BackendKind, DaemonStatus, DbAck, DbAddSpec, DbDetail, DbHealth, DbStatus, DbSummary, DbTarget,
+    Health, ReloadReport, SetBackendSpec,
+};
+use serde_yaml_ng::{Mapping, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::error::DaemonError;
+use crate::health;
+use crate::registry::{self, Registry, RegistryError, RegistryStore, secret};
+use crate::supervisor::{DbSnapshot, EntryConfig, PausedStore, SupervisorHandle};
+
+/// Everything `hragd` is started with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub registry: PathBuf,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    /// Group allowed on the control socket (mode 0660) besides the daemon's user and root.
+    pub socket_group: Option<String>,
+    /// Upper bound for the drain at shutdown.
+    pub drain_timeout: Duration,
+}
+
+struct Running {
+    raw: Value,
+    handle: SupervisorHandle,
+}
+
+pub struct Daemon {
+    pub config: DaemonConfig,
+    registry: RegistryStore,
+    paused: PausedStore,
+    started: Instant,
+    /// The supervisors, by database name. A tokio mutex: held across awaits while syncing.
+    dbs: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    /// The registry as last applied (for `status` and `db show` without re-reading the file).
+    current: Mutex<Registry>,
+    /// Serialises registry changes with their application, so two `db add` never interleave.
+    changes: tokio::sync::Mutex<()>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Daemon {
+    /// Loads the registry and starts a supervisor per database. A registry that cannot be
+    /// parsed is fatal here (at start) but not at reload.
+    pub async fn start(
+        config: DaemonConfig,
+        cancel: CancellationToken,
+    ) -> Result<Daemon, DaemonError> {
+        let registry = RegistryStore::new(config.registry.clone());
+        let reg = registry.load()?;
+        let daemon = Daemon {
+            paused: PausedStore::new(&config.state_dir),
+            config,
+            current: Mutex::new(reg.clone()),
+            registry,
+            started: Instant::now(),
+            dbs: tokio::sync::Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+            tracker: TaskTracker::new(),
+            cancel,
+        };
+        daemon.apply(reg).await;
+        Ok(daemon)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn registry_snapshot(&self) -> Registry {
+        match self.current.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn entry_config(reg: &Registry, name: &str) -> EntryConfig {
+        reg.entry(name).map_err(|e| e.to_string())
+    }
+
+    /// Makes the running supervisors match `reg`: starts new ones, stops removed ones, hands
+    /// changed entries to theirs.
+    pub async fn apply(&self, reg: Registry) -> ReloadReport {
+        let mut report = ReloadReport {
+            added: vec![],
+            removed: vec![],
+            changed: vec![],
+        };
+        let mut dbs = self.dbs.lock().await;
+        let names = reg.names();
+        let gone: Vec<String> = dbs.keys().filter(|n| !names.contains(n)).cloned().collect();
+        for name in gone {
+            if let Some(run) = dbs.remove(&name) {
+                run.handle.stop().await;
+                info!(event = "db_removed", db = %name, "database removed from the daemon");
+                report.removed.push(name);
+            }
+        }
+        for name in names {
+            let raw = reg.raw(&name).cloned().unwrap_or(Value::Null);
+            let config = Self::entry_config(&reg, &name);
+            if let Ok(entry) = &config {
+                for w in entry.warnings() {
+                    warn!(event = "registry_plaintext_password", db = %name, "{w}");
+                }
+            }
+            match dbs.get_mut(&name) {
+                Some(run) if run.raw == raw => {}
+                Some(run) => {
+                    run.raw = raw;
+                    run.handle.reconfigure(config).await;
+                    report.changed.push(name);
+                }
+                None => {
+                    if let Err(error) = &config {
+                        warn!(event = "registry_entry_invalid", db = %name, %error,
+                              "the database's registry entry is invalid; it stays in error");
+                    }
+                    let handle = SupervisorHandle::spawn(
+                        name.clone(),
+                        config,
+                        self.paused.clone(),
+                        &self.tracker,
+                        &self.cancel,
+                    );
+                    handle.started().await;
+                    dbs.insert(name.clone(), Running { raw, handle });
+                    report.added.push(name);
+                }
+            }
+        }
+        drop(dbs);
+        match self.current.lock() {
+            Ok(mut g) => *g = reg,
+            Err(poisoned) => *poisoned.into_inner() = reg,
+        }
+        report
+    }
+
+    /// Re-reads the registry file (SIGHUP, `hragctl reload`). A broken file leaves the running
+    /// set as it was.
+    pub async fn reload(&self) -> Result<ReloadReport, DaemonError> {
+        let _guard = self.changes.lock().await;
+        let reg = self.registry.load().inspect_err(|e| {
+            error!(event = "registry_reload_failed", error = %e,
+                   "the registry cannot be read; keeping the databases as they were");
+        })?;
+        let report = self.apply(reg).await;
+        info!(event = "registry_reloaded", added = ?report.added, removed = ?report.removed,
+              changed = ?report.changed, "registry reloaded");
+        Ok(report)
+    }
+
+    /// Applies a locked, atomic registry change and brings the supervisors in line.
+    async fn change<T>(
+        &self,
+        f: impl FnOnce(&mut Registry) -> Result<T, RegistryError>,
+    ) -> Result<T, DaemonError> {
+        let _guard = self.changes.lock().await;
+        let (reg, out) = self.registry.update(f)?;
+        self.apply(reg).await;
+        Ok(out)
+    }
+
+    fn summary(reg: &Registry, name: &str) -> Result<DbSummary, DaemonError> {
+        let e = reg.entry(name)?;
+        Ok(DbSummary {
+            name: e.name.clone(),
+            backend: e.backend_type.as_str().to_owned(),
+            path: e.path.display().to_string(),
+            workspace: e.effective_workspace(),
+            source_folder: e.source_folder.as_ref().map(|p| p.display().to_string()),
+            auto_watch: e.auto_watch,
+            connection: e.connection_display(),
+        })
+    }
+
+    /// A summary even for an invalid entry (with what can be read of it).
+    fn summary_lenient(reg: &Registry, name: &str) -> DbSummary {
+        Self::summary(reg, name).unwrap_or_else(|_| {
+            let raw = reg.raw(name);
+            let text = |k: &str| {
+                raw.and_then(|r| r.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            DbSummary {
+                name: name.to_owned(),
+                backend: text("backend_type").unwrap_or_else(|| "json".into()),
+                path: text("path").unwrap_or_default(),
+                workspace: text("workspace"),
+                source_folder: text("source_folder"),
+                auto_watch: false,
+                connection: None,
+            }
+        })
+    }
+
+    pub async fn status(&self) -> DaemonStatus {
+        let reg = self.registry_snapshot();
+        let dbs = self.dbs.lock().await;
+        let databases = dbs
+            .iter()
+            .map(|(name, run)| {
+                let s = run.handle.snapshot();
+                let sum = Self::summary_lenient(&reg, name);
+                DbStatus {
+                    name: name.clone(),
+                    backend: sum.backend,
+                    state: s.state,
+                    paused: s.paused,
+                    path: sum.path,
+                    workspace: sum.workspace,
+                    source_folder: sum.source_folder,
+                    auto_watch: sum.auto_watch,
+                    error: s.error,
+                }
+            })
+            .collect();
+        DaemonStatus {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.uptime().as_secs(),
+            socket: self.config.socket.display().to_string(),
+            registry: self.config.registry.display().to_string(),
+            state_dir: self.config.state_dir.display().to_string(),
+            databases,
+        }
+    }
+
+    pub async fn health(&self) -> Health {
+        let dbs = self.dbs.lock().await;
+        let databases = dbs
+            .iter()
+            .map(|(name, run)| {
+                let s = run.handle.snapshot();
+                DbHealth {
+                    name: name.clone(),
+                    state: s.state,
+                    paused: s.paused,
+                    queue_depth: s.queue_depth,
+                    last_ingest: s.last_ingest,
+                    last_error: s.last_error.or(s.error),
+                }
+            })
+            .collect();
+        let mem = health::memory();
+        Health {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            uptime_secs: self.uptime().as_secs(),
+            rss_bytes: mem.rss_bytes,
+            peak_rss_bytes: mem.peak_rss_bytes,
+            open_fds: health::open_fds(),
+            databases,
+        }
+    }
+
+    fn ack(name: &str, s: &DbSnapshot) -> DbAck {
+        DbAck {
+            name: name.to_owned(),
+            state: s.state,
+            paused: s.paused,
+        }
+    }
+
+    /// Pauses (or resumes) the targets, answering once every one acknowledged.
+    pub async fn set_paused(
+        &self,
+        target: DbTarget,
+        paused: bool,
+    ) -> Result<Vec<DbAck>, DaemonError> {
+        let dbs = self.dbs.lock().await;
+        let names: Vec<String> = match target {
+            DbTarget::All => dbs.keys().cloned().collect(),
+            DbTarget::One(n) => {
+                let n = n.trim().to_lowercase();
+                if !dbs.contains_key(&n) {
+                    return Err(RegistryError::NotFound(n).into());
+                }
+                vec![n]
+            }
+        };
+        let mut acks = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(run) = dbs.get(&name) {
+                let snap = if paused {
+                    run.handle.pause().await?
+                } else {
+                    run.handle.resume().await?
+                };
+                acks.push(Self::ack(&name, &snap));
+            }
+        }
+        Ok(acks)
+    }
+
+    pub fn db_list(&self) -> Vec<DbSummary> {
+        let reg = self.registry_snapshot();
+        reg.names()
+            .iter()
+            .map(|n| Self::summary_lenient(&reg, n))
+            .collect()
+    }
+
+    pub fn db_show(&self, name: &str) -> Result<DbDetail, DaemonError> {
+        let reg = self.registry_snapshot();
+        let name = name.trim().to_lowercase();
+        let raw = reg
+            .raw(&name)
+            .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+        let mut shown = yaml_to_json(raw);
+        redact_json(&mut shown);
+        Ok(DbDetail {
+            summary: Self::summary_lenient(&reg, &name),
+            entry_json: shown.to_string(),
+        })
+    }
+
+    pub async fn db_add(&self, spec: DbAddSpec) -> Result<DbSummary, DaemonError> {
+        let name =
+            registry::normalise_name(&spec.name).map_err(|e| DaemonError::Invalid(e.message))?;
+        let path = absolute("--path", &spec.path)?;
+        let source = spec
+            .source_folder
+            .as_deref()
+            .map(|s| absolute("--source", s))
+            .transpose()?;
+        if spec.backend == BackendKind::Json {
+            let dir = match &spec.workspace {
+                Some(ws) => path.join(ws),
+                None => path.clone(),
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| DaemonError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        let mut entry = Mapping::new();
+        entry.insert("name".into(), name.clone().into());
+        entry.insert("path".into(), path.display().to_string().into());
+        if let Some(src) = &source {
+            entry.insert("source_folder".into(), src.display().to_string().into());
+        }
+        entry.insert("source_type".into(), "filesystem".into());
+        entry.insert("auto_watch".into(), source.is_some().into());
+        entry.insert("watch_interval".into(), 300.into());
+        entry.insert("recursive".into(), true.into());
+        entry.insert("created_at".into(), now_iso().into());
+        entry.insert("backend_type".into(), spec.backend.as_str().into());
+        if let Some(ws) = &spec.workspace {
+            entry.insert("workspace".into(), ws.clone().into());
+        }
+        if spec.backend == BackendKind::Postgres {
+            let config = self.postgres_config(
+                &name,
+                spec.connection_string.as_deref(),
+                spec.password_file.as_deref(),
+            )?;
+            entry.insert("backend_config".into(), Value::Mapping(config));
+        }
+        let n = name.clone();
+        self.change(move |reg| reg.insert(&n, entry)).await?;
+        info!(event = "db_added", db = %name, backend = spec.backend.as_str(), "database registered");
+        Self::summary(&self.registry_snapshot(), &name)
+    }
+
+    /// `backend_config` for a Postgres entry; a password in the DSN goes to a 0600 file.
+    fn postgres_config(
+        &self,
+        name: &str,
+        dsn: Option<&str>,
+        password_file: Option<&str>,
+    ) -> Result<Mapping, DaemonError> {
+        let mut config = Mapping::new();
+        config.insert("backend_type".into(), "postgres".into());
+        let mut pw_file = password_file
+            .map(|p| absolute("--password-file", p))
+            .transpose()?;
+        if let Some(dsn) = dsn {
+            let (clean, password) = secret::split_password(dsn);
+            if let Some(pw) = password {
+                let dir = self.config.state_dir.join("secrets");
+                let file = secret::store_password(&dir, name, &pw)
+                    .map_err(|e| DaemonError::io("cannot store the Postgres password", e))?;
+                pw_file = Some(file);
+            }
+            config.insert("connection_string".into(), clean.into());
+        }
+        if let Some(f) = pw_file {
+            config.insert(
+                "postgres_password_file".into(),
+                f.display().to_string().into(),
+            );
+        }
+        Ok(config)
+    }
+
+    pub async fn db_remove(&self, name: &str) -> Result<(), DaemonError> {
+        let name = name.trim().to_lowercase();
+        let n = name.clone();
+        self.change(move |reg| reg.remove(&n)).await?;
+        if let Err(error) = self.paused.forget(&name) {
+            warn!(db = %name, %error, "cannot remove the database's saved state");
+        }
+        info!(event = "db_unregistered", db = %name, "database unregistered; its data is left in place");
+        Ok(())
+    }
+
+    pub async fn db_set_backend(&self, spec: SetBackendSpec) -> Result<DbSummary, DaemonError> {
+        let name = spec.name.trim().to_lowercase();
+        let config = match spec.backend {
+            BackendKind::Postgres => Some(self.postgres_config(
+                &name,
+                spec.connection_string.as_deref(),
+                spec.password_file.as_deref(),
+            )?),
+            BackendKind::Json => None,
+        };
+        let n = name.clone();
+        self.change(move |reg| {
+            reg.modify(&n, |m| {
+                m.insert("backend_type".into(), spec.backend.as_str().into());
+                if let Some(new) = config {
+                    // Merge into any existing backend_config so thresholds and unknown keys stay.
+                    let mut merged = match m.get("backend_config") {
+                        Some(Value::Mapping(old)) => old.clone(),
+                        _ => Mapping::new(),
+                    };
+                    if new.contains_key("connection_string") {
+                        merged.remove("postgres_password");
+                    }
+                    for (k, v) in new {
+                        merged.insert(k, v);
+                    }
+                    m.insert("backend_config".into(), Value::Mapping(merged));
+                } else if let Some(Value::Mapping(old)) = m.get_mut("backend_config") {
+                    old.insert("backend_type".into(), "json".into());
+                }
+            })
+        })
+        .await?;
+        info!(event = "db_backend_set", db = %name, backend = spec.backend.as_str(), "database backend changed");
+        Self::summary(&self.registry_snapshot(), &name)
+    }
+
+    /// Stops every supervisor, letting each finish its work in flight, within the drain bound.
+    pub async fn drain(&self) -> bool {
+        self.cancel.cancel();
+        let mut dbs = self.dbs.lock().await;
+        let all = std::mem::take(&mut *dbs);
+        drop(dbs);
+        let stop_all = async {
+            for (_, run) in all {
+                run.handle.stop().await;
+            }
+            self.tracker.close();
+            self.tracker.wait().await;
+        };
+        tokio::time::timeout(self.config.drain_timeout, stop_all)
+            .await
+            .is_ok()
+    }
+}
+
+fn absolute(flag: &str, p: &str) -> Result<PathBuf, DaemonError> {
+    let path = PathBuf::from(p.trim());
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(DaemonError::Invalid(format!(
+            "{flag} '{p}' must be an absolute path"
+        )))
+    }
+}
+
+fn now_iso() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn yaml_to_json(v: &Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// Hides passwords (and DSN passwords) anywhere in a shown entry.
+fn redact_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                let key = k.to_lowercase();
+                let secret_key = ["password", "secret", "token", "api_key"]
+                    .iter()
+                    .any(|w| key.contains(w));
+                if secret_key && !key.ends_with("_file") {
+                    *val = serde_json::Value::String(secret::REDACTED.to_owned());
+                } else if let serde_json::Value::String(s) = val {
+                    if key.contains("connection") || key.contains("dsn") || key.contains("url") {
+                        *s = secret::redact_dsn(s);
+                    }
+                } else {
+                    redact_json(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}

@@ -1,0 +1,52 @@
+//! The daemon's error type and its mapping onto the wire's typed errors.
+
+use hrag_proto::{ErrorBody, ErrorKind};
+
+use crate::registry::RegistryError;
+use crate::supervisor::SupervisorError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another hragd already serves this socket or data.
+    #[error("{0}")]
+    AlreadyRunning(String),
+}
+
+impl DaemonError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> DaemonError {
+        DaemonError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DaemonError::Registry(RegistryError::NotFound(_)) => ErrorKind::NotFound,
+            DaemonError::Registry(RegistryError::Exists(_)) => ErrorKind::Conflict,
+            DaemonError::Registry(RegistryError::Invalid { .. })
+            | DaemonError::Registry(RegistryError::Malformed { .. })
+            | DaemonError::Invalid(_) => ErrorKind::InvalidRequest,
+            DaemonError::AlreadyRunning(_) => ErrorKind::Conflict,
+            DaemonError::Registry(RegistryError::Io { .. })
+            | DaemonError::Supervisor(_)
+            | DaemonError::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody::new(self.kind(), self.to_string())
+    }
+}

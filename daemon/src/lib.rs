@@ -1,0 +1,15 @@
+//! The hrag daemon as a library; `hragd` (src/bin/hragd.rs) only wires it to the command line.
+//!
+//! See ARCHITECTURE.md at the repository root for the map of modules and their invariants.
+
+pub mod control;
+pub mod daemon;
+pub mod error;
+pub mod fsutil;
+pub mod health;
+pub mod lifecycle;
+pub mod logging;
+pub mod notify;
+pub mod paths;
+pub mod registry;
+pub mod supervisor;

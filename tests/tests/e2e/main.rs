@@ -1,0 +1,9 @@
+//! End-to-end tests: every test here runs the real `hragd` and `hragctl` binaries (and, where
+//! needed, a real private PostgreSQL cluster). One test binary keeps link times low on two cores.
+
+mod support;
+
+mod control;
+mod lifecycle;
+mod pg_smoke;
+mod registry;

@@ -1,0 +1,4 @@
+//! Shared harnesses for the end-to-end tests.
+
+pub mod daemon;
+pub mod pg;
