@@ -99,7 +99,21 @@ fn run(cli: Cli) -> Result<i32, client::ClientError> {
     } else {
         output::human(&response);
     }
-    Ok(exit::OK)
+    Ok(success_code(&response))
+}
+
+/// A successful answer can still report a broken backend: `backend status` exits 2 then.
+fn success_code(response: &Response) -> i32 {
+    match response {
+        Response::BackendStatus(reports)
+            if reports.iter().any(|r| {
+                r.status == hrag_proto::BackendHealth::Error && !r.metrics.is_connected
+            }) =>
+        {
+            exit::UNREACHABLE
+        }
+        _ => exit::OK,
+    }
 }
 
 enum Planned {

@@ -1,7 +1,8 @@
 //! Rendering responses: aligned tables for people, JSON for machines. Sizes in binary units.
 
 use hrag_proto::{
-    BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health, ReloadReport, Response,
+    BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health,
+    ReloadReport, Response,
 };
 
 /// Prints rows with each column padded to its widest cell.
@@ -97,7 +98,14 @@ pub fn human(resp: &Response) {
         Response::DbRemoved { name } => {
             println!("unregistered {name}; its data is left in place")
         }
-        Response::BackendStatus(list) => list.iter().for_each(backend_status),
+        Response::BackendStatus(list) => {
+            for (i, r) in list.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                backend_status(r);
+            }
+        }
         Response::Metrics { text } => print!("{text}"),
         Response::Reloaded(r) => reloaded(r),
         Response::Error(e) => eprintln!("error: {}", e.message),
@@ -236,18 +244,28 @@ fn db_show(d: &DbDetail) {
 
 fn backend_status(r: &BackendStatusReport) {
     let m = &r.metrics;
-    println!("{} ({}): {:?}", r.database, r.backend_type, r.status);
+    let status = match r.status {
+        BackendHealth::Healthy => "healthy",
+        BackendHealth::Degraded => "degraded",
+        BackendHealth::Error => "error",
+    };
+    println!("{} ({}): {status}", r.database, r.backend_type);
     if let Some(reason) = &r.reason {
         println!("  {reason}");
     }
     println!(
-        "  documents {}  chunks {}  entities {}  relations {}  total {}",
-        m.doc_count,
-        m.chunk_count,
-        m.entity_count,
-        m.relation_count,
-        bytes(m.total_size_bytes)
+        "  documents {}  chunks {}  entities {}  relations {}",
+        m.doc_count, m.chunk_count, m.entity_count, m.relation_count
     );
+    if !m.file_sizes.is_empty() {
+        let mut rows: Vec<Vec<String>> = m
+            .file_sizes
+            .iter()
+            .map(|(f, b)| vec![format!("  {f}"), bytes(*b)])
+            .collect();
+        rows.push(vec!["  total".into(), bytes(m.total_size_bytes)]);
+        table(&["  FILE", "SIZE"], &rows);
+    }
     for w in &r.warnings {
         println!("  warning: {w}");
     }

@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hrag_proto::{
-    BackendKind, DaemonStatus, DbAck, DbAddSpec, DbDetail, DbHealth, DbStatus, DbSummary, DbTarget,
-    Health, ReloadReport, SetBackendSpec,
+    BackendHealth, BackendKind, BackendMetrics, BackendStatusReport, DaemonStatus, DbAck,
+    DbAddSpec, DbDetail, DbHealth, DbStatus, DbSummary, DbTarget, Health, ReloadReport,
+    SetBackendSpec,
 };
 use serde_yaml_ng::{Mapping, Value};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,9 @@ use tracing::{error, info, warn};
 use crate::error::DaemonError;
 use crate::health;
 use crate::registry::{self, Registry, RegistryError, RegistryStore, secret};
-use crate::supervisor::{DbSnapshot, EntryConfig, PausedStore, SupervisorHandle};
+use crate::supervisor::{
+    CountsCache, DbSnapshot, EntryConfig, PausedStore, StateFiles, SupervisorHandle,
+};
 
 /// Everything `hragd` is started with.
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub struct DaemonConfig {
     pub drain_timeout: Duration,
 }
 
+/// How long a registry change waits for new databases to open before answering.
+const START_WAIT: Duration = Duration::from_secs(3);
+
 struct Running {
     raw: Value,
     handle: SupervisorHandle,
@@ -41,7 +47,7 @@ struct Running {
 pub struct Daemon {
     pub config: DaemonConfig,
     registry: RegistryStore,
-    paused: PausedStore,
+    files: StateFiles,
     started: Instant,
     /// The supervisors, by database name. A tokio mutex: held across awaits while syncing.
     dbs: tokio::sync::Mutex<BTreeMap<String, Running>>,
@@ -63,7 +69,10 @@ impl Daemon {
         let registry = RegistryStore::new(config.registry.clone());
         let reg = registry.load()?;
         let daemon = Daemon {
-            paused: PausedStore::new(&config.state_dir),
+            files: StateFiles {
+                paused: PausedStore::new(&config.state_dir),
+                counts: CountsCache::new(&config.state_dir),
+            },
             config,
             current: Mutex::new(reg.clone()),
             registry,
@@ -133,16 +142,23 @@ impl Daemon {
                     let handle = SupervisorHandle::spawn(
                         name.clone(),
                         config,
-                        self.paused.clone(),
+                        self.files.clone(),
                         &self.tracker,
                         &self.cancel,
                     );
-                    handle.started().await;
                     dbs.insert(name.clone(), Running { raw, handle });
                     report.added.push(name);
                 }
             }
         }
+        // Give new databases a moment to open small stores, so that an answer right after
+        // `db add` shows them ready; large stores keep loading in the background.
+        let opening = report
+            .added
+            .iter()
+            .filter_map(|n| dbs.get(n))
+            .map(|run| run.handle.started());
+        let _ = tokio::time::timeout(START_WAIT, futures::future::join_all(opening)).await;
         drop(dbs);
         match self.current.lock() {
             Ok(mut g) => *g = reg,
@@ -268,6 +284,34 @@ impl Daemon {
             open_fds: health::open_fds(),
             databases,
         }
+    }
+
+    /// PRODUCT §9's backend status of one database or all. Never reads a store file: counts
+    /// come from the supervisor (live, or cached at the last flush) and sizes from `stat`.
+    pub async fn backend_status(
+        &self,
+        db: Option<String>,
+    ) -> Result<Vec<BackendStatusReport>, DaemonError> {
+        let reg = self.registry_snapshot();
+        let dbs = self.dbs.lock().await;
+        let names: Vec<String> = match db {
+            Some(n) => {
+                let n = n.trim().to_lowercase();
+                if !dbs.contains_key(&n) {
+                    return Err(RegistryError::NotFound(n).into());
+                }
+                vec![n]
+            }
+            None => dbs.keys().cloned().collect(),
+        };
+        let mut reports = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(run) = dbs.get(&name) else { continue };
+            let snap = run.handle.snapshot();
+            let entry = reg.entry(&name).ok();
+            reports.push(backend_report(&name, entry.as_ref(), &snap));
+        }
+        Ok(reports)
     }
 
     fn ack(name: &str, s: &DbSnapshot) -> DbAck {
@@ -412,9 +456,10 @@ impl Daemon {
         let name = name.trim().to_lowercase();
         let n = name.clone();
         self.change(move |reg| reg.remove(&n)).await?;
-        if let Err(error) = self.paused.forget(&name) {
+        if let Err(error) = self.files.paused.forget(&name) {
             warn!(db = %name, %error, "cannot remove the database's saved state");
         }
+        self.files.counts.forget(&name);
         info!(event = "db_unregistered", db = %name, "database unregistered; its data is left in place");
         Ok(())
     }
@@ -473,6 +518,57 @@ impl Daemon {
             .await
             .is_ok()
     }
+}
+
+fn backend_report(
+    name: &str,
+    entry: Option<&registry::DbEntry>,
+    snap: &DbSnapshot,
+) -> BackendStatusReport {
+    let (status, reason) = match snap.state {
+        hrag_proto::DbState::Error => (BackendHealth::Error, snap.error.clone()),
+        hrag_proto::DbState::Starting => (
+            BackendHealth::Degraded,
+            Some("the store is still opening; counts are those of the last flush".to_owned()),
+        ),
+        _ => (BackendHealth::Healthy, None),
+    };
+    let file_sizes = entry.map(store_file_sizes).unwrap_or_default();
+    let counts = snap.counts.unwrap_or_default();
+    BackendStatusReport {
+        database: name.to_owned(),
+        backend_type: entry
+            .map(|e| e.backend_type.as_str().to_owned())
+            .unwrap_or_else(|| "unknown".into()),
+        status,
+        reason,
+        metrics: BackendMetrics {
+            total_size_bytes: file_sizes.values().sum(),
+            file_sizes,
+            entity_count: counts.entity_count,
+            relation_count: counts.relation_count,
+            chunk_count: counts.chunk_count,
+            doc_count: counts.doc_count,
+            is_connected: snap.backend_open,
+            connection_latency_ms: None,
+        },
+        warnings: entry.map(|e| e.warnings()).unwrap_or_default(),
+    }
+}
+
+/// Sizes of a JSON store's files, by `stat` only.
+fn store_file_sizes(entry: &registry::DbEntry) -> BTreeMap<String, u64> {
+    if entry.backend_type != registry::BackendType::Json {
+        return BTreeMap::new();
+    }
+    let dir = crate::storage::json_store_dir(&entry.path, entry.workspace.as_deref());
+    crate::storage::json::STORE_FILES
+        .iter()
+        .filter_map(|f| {
+            let meta = std::fs::metadata(dir.join(f)).ok()?;
+            Some(((*f).to_owned(), meta.len()))
+        })
+        .collect()
 }
 
 fn absolute(flag: &str, p: &str) -> Result<PathBuf, DaemonError> {

@@ -16,6 +16,16 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Replaces `path` with `bytes` atomically; the new file gets permission bits `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_with(path, mode, |w| w.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `fill` writes, streamed through a buffer (so a large
+/// store is never held twice in memory). Same guarantees as [`write_atomic`].
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path
         .file_name()
@@ -27,14 +37,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
         // The umask may have narrowed `mode`; callers ask for exact bits (0600 secrets).
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(bytes)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
         sync_dir(&dir)
@@ -64,6 +76,22 @@ pub fn create_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
     }
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// Temp files [`write_atomic`] leaves behind when the process dies mid-write, in `dir`.
+pub fn stale_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with('.') && name.contains(".tmp.")
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// An exclusive `flock` on a lock file, released when dropped (or when the process dies, which
@@ -105,6 +133,15 @@ impl FileLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records who holds the lock (shown to whoever finds it taken).
+    pub fn set_owner(&mut self, owner: &str) -> io::Result<()> {
+        use std::io::Seek;
+        let file: &mut File = &mut self._lock;
+        file.set_len(0)?;
+        file.seek(io::SeekFrom::Start(0))?;
+        file.write_all(owner.as_bytes())
     }
 }
 

@@ -12,4 +12,5 @@ pub mod logging;
 pub mod notify;
 pub mod paths;
 pub mod registry;
+pub mod storage;
 pub mod supervisor;

@@ -25,8 +25,10 @@ pub async fn handle(daemon: &Daemon, request: Request) -> Response {
             .map(|()| Response::DbRemoved { name }),
         Request::DbSetBackend(spec) => daemon.db_set_backend(spec).await.map(Response::BackendSet),
         Request::Reload => daemon.reload().await.map(Response::Reloaded),
-        Request::BackendStatus { .. }
-        | Request::Migrate(_)
+        Request::BackendStatus { db, verbose: _ } => {
+            daemon.backend_status(db).await.map(Response::BackendStatus)
+        }
+        Request::Migrate(_)
         | Request::MigrateStatus { .. }
         | Request::Verify { .. }
         | Request::Export { .. }

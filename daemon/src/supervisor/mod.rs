@@ -8,7 +8,10 @@
 //! Invariants: the supervisor is the only writer of its database's state; the paused flag is
 //! persisted before a pause is acknowledged, so an acknowledged pause survives a crash.
 
+mod counts_cache;
 mod paused;
+
+use std::sync::Arc;
 
 use hrag_proto::DbState;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -16,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+pub use counts_cache::CountsCache;
 pub use paused::PausedStore;
 
 use crate::registry::DbEntry;
+use crate::storage::{Backend, Counts};
 
 /// What the outside world may read about a database at any moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,10 +35,14 @@ pub struct DbSnapshot {
     pub queue_depth: u64,
     pub last_ingest: Option<String>,
     pub last_error: Option<String>,
+    /// Record counts: live once the store is open, else as cached at the last flush.
+    pub counts: Option<Counts>,
+    /// Whether the store is open (loaded, or connected).
+    pub backend_open: bool,
 }
 
 impl DbSnapshot {
-    fn starting() -> DbSnapshot {
+    fn starting(cached: Option<Counts>) -> DbSnapshot {
         DbSnapshot {
             state: DbState::Starting,
             paused: false,
@@ -41,8 +50,17 @@ impl DbSnapshot {
             queue_depth: 0,
             last_ingest: None,
             last_error: None,
+            counts: cached,
+            backend_open: false,
         }
     }
+}
+
+/// Where a supervisor keeps what must outlive it.
+#[derive(Debug, Clone)]
+pub struct StateFiles {
+    pub paused: PausedStore,
+    pub counts: CountsCache,
 }
 
 /// The configuration a supervisor runs with: a valid entry, or why the entry is unusable.
@@ -83,22 +101,24 @@ impl SupervisorHandle {
     pub fn spawn(
         name: String,
         entry: EntryConfig,
-        store: PausedStore,
+        files: StateFiles,
         tracker: &TaskTracker,
         parent: &CancellationToken,
     ) -> SupervisorHandle {
         let (tx, rx) = mpsc::channel(16);
-        let (snap_tx, snapshot) = watch::channel(DbSnapshot::starting());
+        let (snap_tx, snapshot) = watch::channel(DbSnapshot::starting(files.counts.load(&name)));
         let cancel = parent.child_token();
         let (done_tx, done) = oneshot::channel();
         let sup = Supervisor {
             name: name.clone(),
             entry,
-            store,
+            files,
             snapshot: snap_tx,
             rx,
             cancel: cancel.clone(),
             paused: false,
+            backend: None,
+            open_error: None,
         };
         tracker.spawn(async move {
             sup.run().await;
@@ -159,16 +179,20 @@ impl SupervisorHandle {
 struct Supervisor {
     name: String,
     entry: EntryConfig,
-    store: PausedStore,
+    files: StateFiles,
     snapshot: watch::Sender<DbSnapshot>,
     rx: mpsc::Receiver<Command>,
     cancel: CancellationToken,
     paused: bool,
+    /// The open store; `None` while starting, or when it could not be opened.
+    backend: Option<Arc<Backend>>,
+    /// Why the store could not be opened.
+    open_error: Option<String>,
 }
 
 impl Supervisor {
     async fn run(mut self) {
-        self.paused = match self.store.is_paused(&self.name) {
+        self.paused = match self.files.paused.is_paused(&self.name) {
             Ok(p) => p,
             Err(error) => {
                 // Unreadable state must not silently resume work the user paused.
@@ -177,7 +201,7 @@ impl Supervisor {
                 true
             }
         };
-        self.publish();
+        self.open_backend().await;
         info!(event = "db_started", db = %self.name, state = self.state().as_str(),
               "database supervisor started");
         loop {
@@ -185,33 +209,101 @@ impl Supervisor {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd),
+                    Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
             }
         }
+        self.close_backend().await;
         info!(event = "db_stopped", db = %self.name, "database supervisor stopped");
     }
 
     fn state(&self) -> DbState {
-        match (&self.entry, self.paused) {
-            (Err(_), _) => DbState::Error,
-            (Ok(_), true) => DbState::Paused,
-            (Ok(_), false) => DbState::Idle,
+        if self.entry.is_err() || self.open_error.is_some() {
+            return DbState::Error;
+        }
+        match (&self.backend, self.paused) {
+            (None, _) => DbState::Starting,
+            (Some(_), true) => DbState::Paused,
+            (Some(_), false) => DbState::Idle,
         }
     }
 
     fn publish(&self) {
         let state = self.state();
-        let error = self.entry.as_ref().err().cloned();
+        let error = match &self.entry {
+            Err(e) => Some(e.clone()),
+            Ok(_) => self.open_error.clone(),
+        };
+        let open = self.backend.is_some();
         self.snapshot.send_modify(|s| {
             s.state = state;
             s.paused = self.paused;
             s.error = error;
+            s.backend_open = open;
         });
     }
 
-    fn handle(&mut self, cmd: Command) {
+    /// Opens the store off the runtime (a JSON store loads every file). Failure puts the
+    /// database in `error` with the store's message; the daemon and other databases go on.
+    async fn open_backend(&mut self) {
+        self.backend = None;
+        self.open_error = None;
+        self.publish();
+        let Ok(entry) = self.entry.clone() else {
+            self.publish();
+            return;
+        };
+        let started = std::time::Instant::now();
+        let opened = tokio::task::spawn_blocking(move || Backend::open(&entry)).await;
+        match opened {
+            Ok(Ok(backend)) => {
+                let backend = Arc::new(backend);
+                let counts = backend.counts().await.ok();
+                if let Some(c) = &counts {
+                    self.save_counts(c);
+                }
+                info!(event = "store_opened", db = %self.name, location = %backend.location,
+                      millis = started.elapsed().as_millis() as u64, "store opened");
+                self.backend = Some(backend);
+                self.snapshot.send_modify(|s| s.counts = counts);
+            }
+            Ok(Err(e)) => {
+                warn!(event = "store_open_failed", db = %self.name, error = %e,
+                      "the store cannot be opened; the database stays in error and nothing is written to it");
+                self.open_error = Some(format!("cannot open the store: {e}"));
+            }
+            Err(join) => {
+                self.open_error = Some(format!("opening the store failed: {join}"));
+            }
+        }
+        self.publish();
+    }
+
+    /// Flushes pending changes and releases the store (and its single-writer lock).
+    async fn close_backend(&mut self) {
+        let Some(backend) = self.backend.take() else {
+            return;
+        };
+        match backend.flush().await {
+            Ok(n) if n > 0 => info!(event = "store_flushed", db = %self.name, stores = n,
+                                   "pending changes written"),
+            Ok(_) => {}
+            Err(e) => warn!(event = "store_flush_failed", db = %self.name, error = %e,
+                            "pending changes could not be written"),
+        }
+        if let Ok(c) = backend.counts().await {
+            self.save_counts(&c);
+        }
+    }
+
+    fn save_counts(&self, counts: &Counts) {
+        if let Err(error) = self.files.counts.save(&self.name, counts) {
+            warn!(db = %self.name, %error, "cannot cache the store's counts");
+        }
+    }
+
+    async fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Pause(ack) => {
                 let _ = ack.send(self.set_paused(true));
@@ -220,19 +312,21 @@ impl Supervisor {
                 let _ = ack.send(self.set_paused(false));
             }
             Command::Reconfigure(entry) => {
+                self.close_backend().await;
                 self.entry = *entry;
                 if let Err(error) = &self.entry {
                     warn!(event = "registry_entry_invalid", db = %self.name, %error,
                           "the database's registry entry is invalid");
                 }
-                self.publish();
+                self.open_backend().await;
             }
         }
     }
 
     fn set_paused(&mut self, paused: bool) -> Result<DbSnapshot, SupervisorError> {
         if self.paused != paused {
-            self.store
+            self.files
+                .paused
                 .set_paused(&self.name, paused)
                 .map_err(|source| SupervisorError::Persist {
                     db: self.name.clone(),

@@ -194,7 +194,6 @@ fn unbuilt_requests_answer_a_typed_not_supported_error() {
     let mut d = TestDaemon::new(ONE_DB);
     d.start();
     for cmd in [
-        vec!["backend", "status", "notes"],
         vec!["migrate", "notes", "--to", "postgres"],
         vec!["migrate", "status"],
         vec!["verify", "notes"],

@@ -4,6 +4,9 @@
 mod support;
 
 mod control;
+mod crash;
+mod json_roundtrip;
+mod json_storage;
 mod lifecycle;
 mod pg_smoke;
 mod registry;

@@ -1,0 +1,142 @@
+//! The [`Backend`] bundle: the four roles of one database, opened from its registry entry.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::registry::{BackendType, DbEntry};
+
+use super::{
+    DocStatusStore, GraphStore, KvNamespace, KvStore, StorageError, StorageResult, VectorNamespace,
+    VectorStore,
+};
+
+/// The record counts `backend status` shows (PRODUCT §9).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Doc-status records.
+    pub doc_count: u64,
+    /// Chunk vectors.
+    pub chunk_count: u64,
+    /// Graph nodes.
+    pub entity_count: u64,
+    /// Graph edges.
+    pub relation_count: u64,
+}
+
+/// Everything that holds a database's data, behind the storage traits.
+pub struct Backend {
+    kv: Vec<Arc<dyn KvStore>>,
+    vectors: Vec<Arc<dyn VectorStore>>,
+    pub graph: Arc<dyn GraphStore>,
+    pub doc_status: Arc<dyn DocStatusStore>,
+    /// Where the data lives, for messages (a directory, or a redacted DSN and workspace).
+    pub location: String,
+    /// Keeps the single-writer lock for as long as the backend is open.
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl Backend {
+    /// Assembles a backend from its stores; `kv` in [`KvNamespace::ALL`] order, `vectors` in
+    /// [`VectorNamespace::ALL`] order.
+    pub fn new(
+        kv: Vec<Arc<dyn KvStore>>,
+        vectors: Vec<Arc<dyn VectorStore>>,
+        graph: Arc<dyn GraphStore>,
+        doc_status: Arc<dyn DocStatusStore>,
+        location: String,
+        guard: Box<dyn Send + Sync>,
+    ) -> StorageResult<Backend> {
+        let kv_ok = kv.len() == KvNamespace::ALL.len()
+            && kv
+                .iter()
+                .zip(KvNamespace::ALL)
+                .all(|(s, ns)| s.namespace() == ns);
+        let vec_ok = vectors.len() == VectorNamespace::ALL.len()
+            && vectors
+                .iter()
+                .zip(VectorNamespace::ALL)
+                .all(|(s, ns)| s.namespace() == ns);
+        if !kv_ok || !vec_ok {
+            return Err(StorageError::Invalid(
+                "a backend must have one store per namespace, in order".into(),
+            ));
+        }
+        Ok(Backend {
+            kv,
+            vectors,
+            graph,
+            doc_status,
+            location,
+            _guard: guard,
+        })
+    }
+
+    /// Opens the backend a registry entry names. Blocking for the JSON backend (it loads every
+    /// file): call it from `spawn_blocking`.
+    pub fn open(entry: &DbEntry) -> StorageResult<Backend> {
+        match entry.backend_type {
+            BackendType::Json => {
+                let dim = entry
+                    .model_config
+                    .embedding_dim
+                    .and_then(|d| usize::try_from(d).ok());
+                super::json::open(&entry.path, entry.workspace.as_deref(), dim)
+            }
+            BackendType::Postgres => Err(StorageError::Invalid(
+                "the postgres backend is not supported by this hragd yet".into(),
+            )),
+        }
+    }
+
+    pub fn kv(&self, ns: KvNamespace) -> &Arc<dyn KvStore> {
+        let i = KvNamespace::ALL.iter().position(|n| *n == ns).unwrap_or(0);
+        &self.kv[i]
+    }
+
+    pub fn vectors(&self, ns: VectorNamespace) -> &Arc<dyn VectorStore> {
+        let i = VectorNamespace::ALL
+            .iter()
+            .position(|n| *n == ns)
+            .unwrap_or(0);
+        &self.vectors[i]
+    }
+
+    pub fn kv_stores(&self) -> &[Arc<dyn KvStore>] {
+        &self.kv
+    }
+
+    pub fn vector_stores(&self) -> &[Arc<dyn VectorStore>] {
+        &self.vectors
+    }
+
+    /// Persists every store with pending changes; returns how many wrote something.
+    pub async fn flush(&self) -> StorageResult<usize> {
+        let mut written = 0;
+        for s in &self.kv {
+            written += usize::from(s.flush().await?);
+        }
+        for s in &self.vectors {
+            written += usize::from(s.flush().await?);
+        }
+        written += usize::from(self.graph.flush().await?);
+        written += usize::from(self.doc_status.flush().await?);
+        Ok(written)
+    }
+
+    pub async fn counts(&self) -> StorageResult<Counts> {
+        Ok(Counts {
+            doc_count: self.doc_status.count().await?,
+            chunk_count: self.vectors(VectorNamespace::Chunks).count().await?,
+            entity_count: self.graph.node_count().await?,
+            relation_count: self.graph.edge_count().await?,
+        })
+    }
+}
+
+/// The directory of a JSON store: the working dir, or its workspace subfolder.
+pub fn json_store_dir(path: &std::path::Path, workspace: Option<&str>) -> PathBuf {
+    match workspace.filter(|w| !w.is_empty()) {
+        Some(ws) => path.join(ws),
+        None => path.to_path_buf(),
+    }
+}
