@@ -2,7 +2,7 @@
 
 use hrag_proto::{
     BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health,
-    ReloadReport, Response,
+    QueryResult, ReloadReport, Response, Retrieved,
 };
 
 /// Prints rows with each column padded to its widest cell.
@@ -108,6 +108,13 @@ pub fn human(resp: &Response) {
         }
         Response::Metrics { text } => print!("{text}"),
         Response::Reloaded(r) => reloaded(r),
+        Response::Query(q) => query(q),
+        Response::Enqueued(e) => {
+            println!("{}: {} file(s) queued for ingestion", e.db, e.files);
+            for s in &e.skipped {
+                println!("  skipped {s}");
+            }
+        }
         Response::Error(e) => eprintln!("error: {}", e.message),
         other => match json(other) {
             Ok(text) => println!("{text}"),
@@ -268,6 +275,37 @@ fn backend_status(r: &BackendStatusReport) {
     }
     for w in &r.warnings {
         println!("  warning: {w}");
+    }
+}
+
+fn query(q: &QueryResult) {
+    let section = |title: &str, items: &[Retrieved]| {
+        if items.is_empty() {
+            return;
+        }
+        println!("{title}");
+        for (i, it) in items.iter().enumerate() {
+            let source = it
+                .source
+                .as_deref()
+                .map(|s| format!("  ({s})"))
+                .unwrap_or_default();
+            println!("{:>3}. {:.3}  {}{source}", i + 1, it.score, it.id);
+            let text: String = it.content.chars().take(300).collect();
+            for line in text.lines().take(4) {
+                println!("       {line}");
+            }
+        }
+        println!();
+    };
+    section("ENTITIES", &q.entities);
+    section("RELATIONS", &q.relations);
+    section("CHUNKS", &q.chunks);
+    if q.chunks.is_empty() && q.entities.is_empty() && q.relations.is_empty() {
+        println!("nothing retrieved");
+    }
+    if let Some(a) = &q.answer {
+        println!("ANSWER\n{a}");
     }
 }
 

@@ -70,6 +70,7 @@ impl Daemon {
         let reg = registry.load()?;
         let daemon = Daemon {
             files: StateFiles {
+                dir: config.state_dir.clone(),
                 paused: PausedStore::new(&config.state_dir),
                 counts: CountsCache::new(&config.state_dir),
             },
@@ -312,6 +313,77 @@ impl Daemon {
             reports.push(backend_report(&name, entry.as_ref(), &snap));
         }
         Ok(reports)
+    }
+
+    /// The named database's running supervisor, by normalised name.
+    async fn with_db<T>(
+        &self,
+        db: &str,
+        f: impl AsyncFnOnce(&SupervisorHandle) -> Result<T, DaemonError>,
+    ) -> Result<T, DaemonError> {
+        let name = db.trim().to_lowercase();
+        let dbs = self.dbs.lock().await;
+        let run = dbs
+            .get(&name)
+            .ok_or_else(|| RegistryError::NotFound(name.clone()))?;
+        f(&run.handle).await
+    }
+
+    /// `hragctl query`: retrieval (and an answer, if asked) over the database's store.
+    pub async fn query(
+        &self,
+        spec: hrag_proto::QuerySpec,
+    ) -> Result<hrag_proto::QueryResult, DaemonError> {
+        let (ctx, name) = self
+            .with_db(&spec.db, async |h: &SupervisorHandle| {
+                let snap = h.snapshot();
+                h.query_context()
+                    .map(|c| (c, spec.db.clone()))
+                    .ok_or_else(|| {
+                        DaemonError::NotReady(format!(
+                            "database '{}' cannot answer queries yet: {}",
+                            spec.db,
+                            snap.error
+                                .unwrap_or_else(|| format!("it is {}", snap.state.as_str()))
+                        ))
+                    })
+            })
+            .await?;
+        // The lock on the supervisors is released: a query never holds up ingestion or others.
+        crate::query::run(
+            &ctx.backend,
+            &ctx.providers,
+            spec.mode,
+            &spec.text,
+            spec.top_k.map(|k| k as usize),
+            spec.answer,
+            &name,
+        )
+        .await
+        .map_err(|e| DaemonError::Invalid(e.to_string()))
+    }
+
+    /// `hragctl ingest`: queues files and folders now.
+    pub async fn ingest(
+        &self,
+        db: &str,
+        paths: Vec<String>,
+    ) -> Result<hrag_proto::Enqueued, DaemonError> {
+        let paths: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| absolute("PATH", p))
+            .collect::<Result<_, _>>()?;
+        let name = db.trim().to_lowercase();
+        let (files, skipped) = self
+            .with_db(db, async |h: &SupervisorHandle| {
+                h.enqueue(paths).await.map_err(DaemonError::NotReady)
+            })
+            .await?;
+        Ok(hrag_proto::Enqueued {
+            db: name,
+            files,
+            skipped,
+        })
     }
 
     fn ack(name: &str, s: &DbSnapshot) -> DbAck {

@@ -19,6 +19,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The database exists but cannot do this now (starting, in error, no store).
+    #[error("{0}")]
+    NotReady(String),
     /// Another hragd already serves this socket or data.
     #[error("{0}")]
     AlreadyRunning(String),
@@ -39,7 +42,7 @@ impl DaemonError {
             DaemonError::Registry(RegistryError::Invalid { .. })
             | DaemonError::Registry(RegistryError::Malformed { .. })
             | DaemonError::Invalid(_) => ErrorKind::InvalidRequest,
-            DaemonError::AlreadyRunning(_) => ErrorKind::Conflict,
+            DaemonError::AlreadyRunning(_) | DaemonError::NotReady(_) => ErrorKind::Conflict,
             DaemonError::Registry(RegistryError::Io { .. })
             | DaemonError::Supervisor(_)
             | DaemonError::Io { .. } => ErrorKind::Internal,

@@ -28,12 +28,12 @@ pub async fn handle(daemon: &Daemon, request: Request) -> Response {
         Request::BackendStatus { db, verbose: _ } => {
             daemon.backend_status(db).await.map(Response::BackendStatus)
         }
+        Request::Query(spec) => daemon.query(spec).await.map(Response::Query),
+        Request::Ingest { db, paths } => daemon.ingest(&db, paths).await.map(Response::Enqueued),
         Request::Migrate(_)
         | Request::MigrateStatus { .. }
         | Request::Verify { .. }
         | Request::Export { .. }
-        | Request::Ingest { .. }
-        | Request::Query(_)
         | Request::Metrics => {
             return Response::Error(ErrorBody::new(
                 ErrorKind::NotSupported,

@@ -143,6 +143,8 @@ pub struct DbEntry {
     pub backend_type: BackendType,
     pub backend_config: BackendConfig,
     pub model_config: ModelConfig,
+    /// The whole `model_config` mapping (providers read keys the typed view does not name).
+    pub model_config_raw: Option<Value>,
     /// JSON: the workspace subfolder; Postgres: the `workspace` column (default: the db name).
     pub workspace: Option<String>,
 }
@@ -320,6 +322,7 @@ pub fn parse_entry(key: &str, value: &Value, registry_dir: &Path) -> Result<DbEn
         backend_type,
         backend_config: config,
         model_config: raw.model_config.unwrap_or_default(),
+        model_config_raw: value.get("model_config").cloned(),
         workspace: raw.workspace,
     })
 }

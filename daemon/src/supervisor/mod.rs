@@ -9,19 +9,23 @@
 //! persisted before a pause is acknowledged, so an acknowledged pause survives a crash.
 
 mod counts_cache;
+mod ingest;
 mod paused;
 
 use std::sync::Arc;
 
 use hrag_proto::DbState;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 pub use counts_cache::CountsCache;
+pub use ingest::QueryContext;
 pub use paused::PausedStore;
 
+use crate::ingest::watcher::FileEvent;
 use crate::registry::DbEntry;
 use crate::storage::{Backend, Counts};
 
@@ -59,6 +63,7 @@ impl DbSnapshot {
 /// Where a supervisor keeps what must outlive it.
 #[derive(Debug, Clone)]
 pub struct StateFiles {
+    pub dir: std::path::PathBuf,
     pub paused: PausedStore,
     pub counts: CountsCache,
 }
@@ -84,6 +89,10 @@ enum Command {
     Pause(Ack),
     Resume(Ack),
     Reconfigure(Box<EntryConfig>),
+    Enqueue(
+        Vec<std::path::PathBuf>,
+        oneshot::Sender<Result<(u64, Vec<String>), String>>,
+    ),
 }
 
 /// The handle the daemon keeps for a running supervisor.
@@ -91,6 +100,7 @@ pub struct SupervisorHandle {
     name: String,
     tx: mpsc::Sender<Command>,
     snapshot: watch::Receiver<DbSnapshot>,
+    query: watch::Receiver<Option<Arc<QueryContext>>>,
     cancel: CancellationToken,
     done: tokio::sync::oneshot::Receiver<()>,
 }
@@ -109,7 +119,10 @@ impl SupervisorHandle {
         let (snap_tx, snapshot) = watch::channel(DbSnapshot::starting(files.counts.load(&name)));
         let cancel = parent.child_token();
         let (done_tx, done) = oneshot::channel();
+        let (query_tx, query) = watch::channel(None);
         let sup = Supervisor {
+            query: query_tx,
+            ingest: None,
             name: name.clone(),
             entry,
             files,
@@ -128,6 +141,7 @@ impl SupervisorHandle {
             name,
             tx,
             snapshot,
+            query,
             cancel,
             done,
         }
@@ -164,6 +178,26 @@ impl SupervisorHandle {
         self.ask(Command::Resume).await
     }
 
+    /// The store and providers for queries, once the database is ready.
+    pub fn query_context(&self) -> Option<Arc<QueryContext>> {
+        self.query.borrow().clone()
+    }
+
+    /// Queues files and folders for ingestion now.
+    pub async fn enqueue(
+        &self,
+        paths: Vec<std::path::PathBuf>,
+    ) -> Result<(u64, Vec<String>), String> {
+        let (ack, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Enqueue(paths, ack))
+            .await
+            .map_err(|_| format!("database '{}' is shutting down", self.name))?;
+        answer
+            .await
+            .map_err(|_| format!("database '{}' is shutting down", self.name))?
+    }
+
     /// Hands the supervisor a changed registry entry.
     pub async fn reconfigure(&self, entry: EntryConfig) {
         let _ = self.tx.send(Command::Reconfigure(Box::new(entry))).await;
@@ -186,8 +220,12 @@ struct Supervisor {
     paused: bool,
     /// The open store; `None` while starting, or when it could not be opened.
     backend: Option<Arc<Backend>>,
-    /// Why the store could not be opened.
+    /// Why the store could not be opened (or ingestion could not start on it).
     open_error: Option<String>,
+    /// Ingestion, once the store is open.
+    ingest: Option<ingest::Ingest>,
+    /// What queries read, published once ready.
+    query: watch::Sender<Option<Arc<QueryContext>>>,
 }
 
 impl Supervisor {
@@ -201,17 +239,38 @@ impl Supervisor {
                 true
             }
         };
-        self.open_backend().await;
+        let mut events = self.open_backend().await;
         info!(event = "db_started", db = %self.name, state = self.state().as_str(),
               "database supervisor started");
         loop {
+            let due = match (&self.ingest, self.paused) {
+                (Some(i), false) => i.queue.next_due(),
+                _ => None,
+            };
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 cmd = self.rx.recv() => match cmd {
+                    Some(Command::Reconfigure(entry)) => {
+                        self.close_backend().await;
+                        self.entry = *entry;
+                        if let Err(error) = &self.entry {
+                            warn!(event = "registry_entry_invalid", db = %self.name, %error,
+                                  "the database's registry entry is invalid");
+                        }
+                        events = self.open_backend().await;
+                    }
                     Some(cmd) => self.handle(cmd).await,
                     None => break,
                 },
+                ev = next_event(&mut events) => match (ev, self.ingest.as_mut()) {
+                    (Some(ev), Some(ing)) => {
+                        ing.push_event(ev);
+                        self.snapshot.send_modify(|s| s.queue_depth = ing.queue.len() as u64);
+                    }
+                    _ => events = None,
+                },
+                _ = sleep_until(due), if due.is_some() => self.work_one().await,
             }
         }
         self.close_backend().await;
@@ -244,15 +303,75 @@ impl Supervisor {
         });
     }
 
-    /// Opens the store off the runtime (a JSON store loads every file). Failure puts the
-    /// database in `error` with the store's message; the daemon and other databases go on.
-    async fn open_backend(&mut self) {
+    /// Runs one queued document, then flushes when a batch is complete or the queue is
+    /// drained, so that what is acknowledged as processed is on disk.
+    async fn work_one(&mut self) {
+        let Some(ing) = self.ingest.as_mut() else {
+            return;
+        };
+        self.snapshot.send_modify(|s| s.state = DbState::Ingesting);
+        let result = ing.run_one(&self.name).await;
+        let drained = ing
+            .queue
+            .next_due()
+            .is_none_or(|d| d > std::time::Instant::now());
+        let flush = ing.since_flush >= ingest::BATCH || drained;
+        let depth = ing.queue.len() as u64;
+        if let Some(r) = result {
+            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            self.snapshot.send_modify(|s| {
+                s.queue_depth = depth;
+                match r {
+                    Ok(_) => s.last_ingest = Some(now),
+                    Err(e) => s.last_error = Some(e),
+                }
+            });
+        }
+        if flush {
+            self.flush().await;
+        }
+        self.publish();
+    }
+
+    /// Writes pending store changes and the queue; refreshes the published counts.
+    async fn flush(&mut self) {
+        let Some(backend) = self.backend.clone() else {
+            return;
+        };
+        if let Err(e) = backend.flush().await {
+            warn!(event = "store_flush_failed", db = %self.name, error = %e,
+                  "pending changes could not be written; they stay in memory and are retried");
+            self.snapshot
+                .send_modify(|s| s.last_error = Some(format!("flush failed: {e}")));
+            return;
+        }
+        if let Some(ing) = self.ingest.as_mut() {
+            ing.since_flush = 0;
+            if let Err(e) = ing.queue.save() {
+                warn!(db = %self.name, error = %e, "cannot save the ingest queue");
+            }
+        }
+        if let Ok(c) = backend.counts().await {
+            self.save_counts(&c);
+            self.snapshot.send_modify(|s| s.counts = Some(c));
+        }
+    }
+
+    /// Opens the store off the runtime (a JSON store loads every file) and starts ingestion on
+    /// it. Failure puts the database in `error` with the message; the daemon and other
+    /// databases go on. Returns the watcher's event stream, if the folder is watched.
+    async fn open_backend(&mut self) -> Option<mpsc::Receiver<FileEvent>> {
+        let events = self.open_store().await;
+        self.publish();
+        events
+    }
+
+    async fn open_store(&mut self) -> Option<mpsc::Receiver<FileEvent>> {
         self.backend = None;
         self.open_error = None;
         self.publish();
         let Ok(entry) = self.entry.clone() else {
-            self.publish();
-            return;
+            return None;
         };
         let started = std::time::Instant::now();
         let opened = tokio::task::spawn_blocking(move || Backend::open(&entry)).await;
@@ -265,8 +384,23 @@ impl Supervisor {
                 }
                 info!(event = "store_opened", db = %self.name, location = %backend.location,
                       millis = started.elapsed().as_millis() as u64, "store opened");
-                self.backend = Some(backend);
+                self.backend = Some(backend.clone());
                 self.snapshot.send_modify(|s| s.counts = counts);
+                let Ok(entry) = &self.entry else { return None };
+                match ingest::start(entry, backend, &self.files.dir).await {
+                    Ok((ing, ctx, events)) => {
+                        self.snapshot
+                            .send_modify(|s| s.queue_depth = ing.queue.len() as u64);
+                        self.ingest = Some(ing);
+                        self.query.send_replace(Some(ctx));
+                        return events;
+                    }
+                    Err(e) => {
+                        warn!(event = "ingest_unavailable", db = %self.name, error = %e,
+                              "ingestion cannot start on this database");
+                        self.open_error = Some(e);
+                    }
+                }
             }
             Ok(Err(e)) => {
                 warn!(event = "store_open_failed", db = %self.name, error = %e,
@@ -277,11 +411,17 @@ impl Supervisor {
                 self.open_error = Some(format!("opening the store failed: {join}"));
             }
         }
-        self.publish();
+        None
     }
 
     /// Flushes pending changes and releases the store (and its single-writer lock).
     async fn close_backend(&mut self) {
+        self.query.send_replace(None);
+        if let Some(mut ing) = self.ingest.take()
+            && let Err(e) = ing.queue.save()
+        {
+            warn!(db = %self.name, error = %e, "cannot save the ingest queue");
+        }
         let Some(backend) = self.backend.take() else {
             return;
         };
@@ -306,24 +446,39 @@ impl Supervisor {
     async fn handle(&mut self, cmd: Command) {
         match cmd {
             Command::Pause(ack) => {
-                let _ = ack.send(self.set_paused(true));
+                let _ = ack.send(self.set_paused(true).await);
             }
             Command::Resume(ack) => {
-                let _ = ack.send(self.set_paused(false));
+                let _ = ack.send(self.set_paused(false).await);
             }
-            Command::Reconfigure(entry) => {
-                self.close_backend().await;
-                self.entry = *entry;
-                if let Err(error) = &self.entry {
-                    warn!(event = "registry_entry_invalid", db = %self.name, %error,
-                          "the database's registry entry is invalid");
-                }
-                self.open_backend().await;
+            // Handled in the run loop, which owns the watcher's event stream.
+            Command::Reconfigure(_) => {}
+            Command::Enqueue(paths, ack) => {
+                let answer = match self.ingest.as_mut() {
+                    Some(ing) => {
+                        let r = ing.enqueue(paths);
+                        self.snapshot
+                            .send_modify(|s| s.queue_depth = ing.queue.len() as u64);
+                        Ok(r)
+                    }
+                    None => Err(format!(
+                        "database '{}' cannot ingest: {}",
+                        self.name,
+                        self.open_error
+                            .clone()
+                            .unwrap_or_else(|| "its store is not open".into())
+                    )),
+                };
+                let _ = ack.send(answer);
             }
         }
     }
 
-    fn set_paused(&mut self, paused: bool) -> Result<DbSnapshot, SupervisorError> {
+    async fn set_paused(&mut self, paused: bool) -> Result<DbSnapshot, SupervisorError> {
+        if paused {
+            // What was processed before the pause is on disk when the pause is acknowledged.
+            self.flush().await;
+        }
         if self.paused != paused {
             self.files
                 .paused
@@ -338,5 +493,21 @@ impl Supervisor {
             info!(event, db = %self.name, "ingestion {}", if paused { "paused" } else { "resumed" });
         }
         Ok(self.snapshot.borrow().clone())
+    }
+}
+
+/// The next watcher event, or never when the database has no watcher.
+async fn next_event(events: &mut Option<mpsc::Receiver<FileEvent>>) -> Option<FileEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `due` (a std instant), or forever when there is none.
+async fn sleep_until(due: Option<std::time::Instant>) {
+    match due {
+        Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await,
+        None => std::future::pending().await,
     }
 }

@@ -198,7 +198,6 @@ fn unbuilt_requests_answer_a_typed_not_supported_error() {
         vec!["migrate", "status"],
         vec!["verify", "notes"],
         vec!["metrics"],
-        vec!["query", "notes", "what"],
     ] {
         let mut args = vec!["--json"];
         args.extend(&cmd);

@@ -1,0 +1,206 @@
+//! Retrieval over the storage traits, in LightRAG's modes: `naive` (chunk vectors), `local`
+//! (entity vectors, then their chunks), `global` (relation vectors, then their chunks),
+//! `hybrid` (local + global) and `mix` (hybrid + naive). Keywords come from the query text
+//! itself (an LLM keyword step can replace it). Results are ordered by score, then id, so the
+//! same data gives the same answer on any backend.
+
+use std::collections::BTreeMap;
+
+use hrag_proto::{QueryMode, QueryResult, Retrieved};
+use serde_json::Value;
+
+use crate::ingest::text::GRAPH_FIELD_SEP;
+use crate::providers::Providers;
+use crate::storage::{Backend, KvNamespace, StorageError, VectorMatch, VectorNamespace};
+
+/// LightRAG's default `top_k`.
+pub const DEFAULT_TOP_K: usize = 40;
+/// Vector hits below this cosine similarity are dropped.
+pub const COSINE_THRESHOLD: f32 = 0.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("embedding the query failed: {0}")]
+    Embed(String),
+    #[error("answering needs an LLM: configure model_config.llm_model for this database")]
+    NoLlm,
+    #[error("the LLM failed: {0}")]
+    Llm(String),
+}
+
+fn meta_str(m: &VectorMatch, k: &str) -> String {
+    m.meta
+        .get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn sort(items: &mut Vec<Retrieved>, top_k: usize) {
+    items.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    items.truncate(top_k);
+}
+
+/// Chunks named in `source_ids`, scored by the best hit that led to them.
+async fn chunks_of(
+    backend: &Backend,
+    sources: &BTreeMap<String, f64>,
+) -> Result<Vec<Retrieved>, QueryError> {
+    let ids: Vec<String> = sources.keys().cloned().collect();
+    let records = backend.kv(KvNamespace::TextChunks).get_many(&ids).await?;
+    Ok(ids
+        .into_iter()
+        .zip(records)
+        .filter_map(|(id, r)| {
+            let r = r?;
+            let score = sources.get(&id).copied().unwrap_or(0.0);
+            Some(Retrieved {
+                content: r
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                source: r
+                    .get("file_path")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                id,
+                score,
+            })
+        })
+        .collect())
+}
+
+fn add_sources(into: &mut BTreeMap<String, f64>, source_id: &str, score: f64) {
+    for c in source_id.split(GRAPH_FIELD_SEP).filter(|c| !c.is_empty()) {
+        let e = into.entry(c.to_owned()).or_insert(score);
+        if score > *e {
+            *e = score;
+        }
+    }
+}
+
+pub async fn run(
+    backend: &Backend,
+    providers: &Providers,
+    mode: QueryMode,
+    text: &str,
+    top_k: Option<usize>,
+    answer: bool,
+    db: &str,
+) -> Result<QueryResult, QueryError> {
+    let top_k = top_k.unwrap_or(DEFAULT_TOP_K).max(1);
+    let vectors = providers
+        .embedder
+        .embed(&[text.to_owned()])
+        .await
+        .map_err(|e| QueryError::Embed(e.to_string()))?;
+    let q = vectors.into_iter().next().unwrap_or_default();
+    let (local, global, naive) = match mode {
+        QueryMode::Naive => (false, false, true),
+        QueryMode::Local => (true, false, false),
+        QueryMode::Global => (false, true, false),
+        QueryMode::Hybrid => (true, true, false),
+        QueryMode::Mix => (true, true, true),
+    };
+    let mut result = QueryResult {
+        db: db.to_owned(),
+        mode,
+        chunks: vec![],
+        entities: vec![],
+        relations: vec![],
+        answer: None,
+    };
+    let mut from_graph: BTreeMap<String, f64> = BTreeMap::new();
+    if local {
+        let hits = backend
+            .vectors(VectorNamespace::Entities)
+            .query(&q, top_k, COSINE_THRESHOLD)
+            .await?;
+        for h in &hits {
+            let name = meta_str(h, "entity_name");
+            let node = backend.graph.get_node(&name).await?;
+            let description = node
+                .as_ref()
+                .and_then(|n| n.get("description"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            add_sources(
+                &mut from_graph,
+                &meta_str(h, "source_id"),
+                f64::from(h.score),
+            );
+            result.entities.push(Retrieved {
+                id: name,
+                score: f64::from(h.score),
+                content: description,
+                source: Some(meta_str(h, "file_path")),
+            });
+        }
+        sort(&mut result.entities, top_k);
+    }
+    if global {
+        let hits = backend
+            .vectors(VectorNamespace::Relationships)
+            .query(&q, top_k, COSINE_THRESHOLD)
+            .await?;
+        for h in &hits {
+            add_sources(
+                &mut from_graph,
+                &meta_str(h, "source_id"),
+                f64::from(h.score),
+            );
+            result.relations.push(Retrieved {
+                id: format!(
+                    "{}{GRAPH_FIELD_SEP}{}",
+                    meta_str(h, "src_id"),
+                    meta_str(h, "tgt_id")
+                ),
+                score: f64::from(h.score),
+                content: meta_str(h, "content"),
+                source: Some(meta_str(h, "file_path")),
+            });
+        }
+        sort(&mut result.relations, top_k);
+    }
+    let mut chunks = chunks_of(backend, &from_graph).await?;
+    if naive {
+        let hits = backend
+            .vectors(VectorNamespace::Chunks)
+            .query(&q, top_k, COSINE_THRESHOLD)
+            .await?;
+        for h in hits {
+            let score = f64::from(h.score);
+            match chunks.iter_mut().find(|c| c.id == h.id) {
+                Some(c) => c.score = c.score.max(score),
+                None => chunks.push(Retrieved {
+                    content: meta_str(&h, "content"),
+                    source: Some(meta_str(&h, "file_path")),
+                    id: h.id,
+                    score,
+                }),
+            }
+        }
+    }
+    sort(&mut chunks, top_k);
+    result.chunks = chunks;
+    if answer {
+        let llm = providers.llm.as_ref().ok_or(QueryError::NoLlm)?;
+        let context: String = result
+            .chunks
+            .iter()
+            .map(|c| format!("- {}\n", c.content))
+            .collect();
+        let system = "Answer the question using only the context. Say so when the context does not contain the answer.";
+        let user = format!("Context:\n{context}\nQuestion: {text}");
+        result.answer = Some(
+            llm.complete(system, &user)
+                .await
+                .map_err(|e| QueryError::Llm(e.to_string()))?,
+        );
+    }
+    Ok(result)
+}
