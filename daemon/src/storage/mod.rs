@@ -10,6 +10,7 @@
 //! byte offset or record.
 
 pub mod json;
+pub mod postgres;
 
 mod backend;
 mod types;

@@ -9,4 +9,5 @@ mod json_roundtrip;
 mod json_storage;
 mod lifecycle;
 mod pg_smoke;
+mod pg_storage;
 mod registry;

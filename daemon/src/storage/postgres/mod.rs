@@ -1,0 +1,324 @@
+//! The PostgreSQL backend: LightRAG 1.5.7's own tables (`LIGHTRAG_*`, the per-model
+//! `lightrag_vdb_*` tables and `PGTableGraphStorage`'s `lightrag_graph_*`), every statement
+//! scoped by `workspace`.
+//!
+//! Memory stays bounded: a bounded pool, a statement timeout, batched multi-row writes in
+//! transactions, and keyset-paginated reads (the [`Cursor`] is the last key) — nothing loads a
+//! whole table. Writes go straight to the server, so `flush()` is a no-op.
+//!
+//! Single writer: [`PgStores::into_backend`] holds `pg_try_advisory_lock(hashtext('hrag:' ||
+//! workspace))` on a dedicated connection for the backend's lifetime.
+
+mod doc_status;
+mod graph;
+mod kv;
+pub mod schema;
+mod vector;
+
+pub use doc_status::PgDocStatusStore;
+pub use graph::PgGraphStore;
+pub use kv::PgKvStore;
+pub use vector::PgVectorStore;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
+
+use super::{
+    Backend, Cursor, DocStatusStore, GraphStore, KvNamespace, KvStore, StorageError, StorageResult,
+    VectorNamespace, VectorStore,
+};
+
+/// Rows per multi-row statement in batched writes.
+pub(crate) const WRITE_BATCH: usize = 500;
+
+/// How to reach the database and what to keep in it.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// `postgres://user[:password]@host:port/database[?…]` (may carry a password; never shown).
+    pub url: String,
+    /// Overrides the URL's password when set.
+    pub password: Option<String>,
+    /// LightRAG's workspace (every row's `workspace` column).
+    pub workspace: String,
+    /// The embedding model name (table suffix); `None` for LightRAG's bare vector tables.
+    pub embedding_model: Option<String>,
+    pub embedding_dim: usize,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// Server-side `statement_timeout` for pool connections.
+    pub statement_timeout: Duration,
+    /// HNSW `m` and `ef_construction` (LightRAG's defaults: 16 and 64).
+    pub hnsw_m: u32,
+    pub hnsw_ef: u32,
+}
+
+impl PgSettings {
+    /// Settings with LightRAG's defaults for everything but the connection and the data.
+    pub fn new(
+        url: impl Into<String>,
+        workspace: impl Into<String>,
+        embedding_model: Option<String>,
+        embedding_dim: usize,
+    ) -> PgSettings {
+        PgSettings {
+            url: url.into(),
+            password: None,
+            workspace: workspace.into(),
+            embedding_model,
+            embedding_dim,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(60),
+            hnsw_m: 16,
+            hnsw_ef: 64,
+        }
+    }
+
+    /// The URL with any password replaced, plus the workspace: safe to show.
+    pub fn location(&self) -> String {
+        format!(
+            "{} (workspace {:?})",
+            crate::registry::secret::redact_dsn(&self.url),
+            self.workspace
+        )
+    }
+
+    fn connect_options(&self) -> StorageResult<PgConnectOptions> {
+        let mut opts = PgConnectOptions::from_str(&self.url).map_err(|e| {
+            StorageError::Invalid(format!(
+                "invalid postgres connection string {}: {e}",
+                crate::registry::secret::redact_dsn(&self.url)
+            ))
+        })?;
+        if let Some(pw) = &self.password {
+            opts = opts.password(pw);
+        }
+        Ok(opts.application_name("hragd").disable_statement_logging())
+    }
+}
+
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("location", &self.location())
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("embedding_model", &self.embedding_model)
+            .field("embedding_dim", &self.embedding_dim)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open connection pool for one workspace, and the factory of its stores.
+pub struct PgStores {
+    pool: PgPool,
+    settings: PgSettings,
+}
+
+impl PgStores {
+    /// Connects a bounded pool (checked with one round trip).
+    pub async fn connect(settings: PgSettings) -> StorageResult<PgStores> {
+        if settings.embedding_dim == 0 {
+            return Err(StorageError::Invalid(
+                "the postgres backend needs an embedding dimension".into(),
+            ));
+        }
+        let timeout_ms = settings.statement_timeout.as_millis().to_string();
+        let opts = settings.connect_options()?.options([
+            ("statement_timeout", timeout_ms.as_str()),
+            ("timezone", "UTC"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(|e| unreachable(&settings, &e))?;
+        Ok(PgStores { pool, settings })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &PgSettings {
+        &self.settings
+    }
+
+    pub fn workspace(&self) -> &str {
+        &self.settings.workspace
+    }
+
+    /// The vector table of a namespace for this model and dimension.
+    pub fn vector_table(&self, ns: VectorNamespace) -> StorageResult<String> {
+        schema::vector_table(
+            ns,
+            self.settings.embedding_model.as_deref(),
+            self.settings.embedding_dim,
+        )
+    }
+
+    /// Creates the pgvector extension and every missing LightRAG table and index, as LightRAG
+    /// 1.5.7 creates them; idempotent and safe against concurrent callers.
+    pub async fn ensure_schema(&self) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await.map_err(|e| db_err("begin", e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hrag:schema'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| db_err("schema lock", e))?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                StorageError::Backend(format!(
+                    "pgvector is missing: CREATE EXTENSION vector failed on {}: {e}",
+                    self.settings.location()
+                ))
+            })?;
+        let mut stmts = schema::base_ddl();
+        let dim = self.settings.embedding_dim;
+        for ns in VectorNamespace::ALL {
+            let table = self.vector_table(ns)?;
+            stmts.extend(schema::vector_ddl(ns, &table, dim));
+            match schema::hnsw_ddl(&table, dim, self.settings.hnsw_m, self.settings.hnsw_ef) {
+                Some(s) => stmts.push(s),
+                None => tracing::warn!(
+                    event = "pg_vector_index_skipped",
+                    table = %table,
+                    dim,
+                    "no HNSW index on {table}: {dim} dimensions exceed pgvector's {} limit; \
+                     vector queries use a sequential scan",
+                    schema::MAX_INDEXED_DIM
+                ),
+            }
+        }
+        for s in stmts {
+            sqlx::query(sqlx::AssertSqlSafe(s))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_err("create schema", e))?;
+        }
+        tx.commit().await.map_err(|e| db_err("commit schema", e))
+    }
+
+    pub fn kv(&self, ns: KvNamespace) -> PgKvStore {
+        PgKvStore::new(self.pool.clone(), self.settings.workspace.clone(), ns)
+    }
+
+    pub fn vectors(&self, ns: VectorNamespace) -> StorageResult<PgVectorStore> {
+        Ok(PgVectorStore::new(
+            self.pool.clone(),
+            self.settings.workspace.clone(),
+            ns,
+            self.vector_table(ns)?,
+            self.settings.embedding_dim,
+        ))
+    }
+
+    pub fn graph(&self) -> PgGraphStore {
+        PgGraphStore::new(self.pool.clone(), self.settings.workspace.clone())
+    }
+
+    pub fn doc_status(&self) -> PgDocStatusStore {
+        PgDocStatusStore::new(self.pool.clone(), self.settings.workspace.clone())
+    }
+
+    /// Takes the workspace's single-writer lock on a dedicated connection.
+    pub async fn lock(&self) -> StorageResult<PgWriterLock> {
+        let opts = self.settings.connect_options()?;
+        let mut conn = opts
+            .connect()
+            .await
+            .map_err(|e| unreachable(&self.settings, &e))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('hrag:' || $1))")
+            .bind(&self.settings.workspace)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| db_err("advisory lock", e))?;
+        if !got {
+            // Best effort: the connection closes anyway when dropped.
+            let _ = conn.close().await;
+            return Err(StorageError::Locked(format!(
+                "postgres workspace {} is in use by another hragd (its advisory lock \
+                 hrag:{} is held); stop that daemon or use another workspace",
+                self.settings.location(),
+                self.settings.workspace
+            )));
+        }
+        Ok(PgWriterLock {
+            _conn: Mutex::new(conn),
+        })
+    }
+
+    /// Ensures the schema, takes the single-writer lock and assembles the [`Backend`].
+    pub async fn into_backend(self) -> StorageResult<Backend> {
+        let guard = self.lock().await?;
+        self.ensure_schema().await?;
+        let kv: Vec<Arc<dyn KvStore>> = KvNamespace::ALL
+            .iter()
+            .map(|ns| Arc::new(self.kv(*ns)) as Arc<dyn KvStore>)
+            .collect();
+        let mut vectors: Vec<Arc<dyn VectorStore>> = Vec::new();
+        for ns in VectorNamespace::ALL {
+            vectors.push(Arc::new(self.vectors(ns)?));
+        }
+        let graph: Arc<dyn GraphStore> = Arc::new(self.graph());
+        let doc_status: Arc<dyn DocStatusStore> = Arc::new(self.doc_status());
+        Backend::new(
+            kv,
+            vectors,
+            graph,
+            doc_status,
+            self.settings.location(),
+            Box::new(guard),
+        )
+    }
+}
+
+/// Holds the advisory lock; released when dropped (the server ends the session).
+pub struct PgWriterLock {
+    _conn: Mutex<PgConnection>,
+}
+
+fn unreachable(settings: &PgSettings, e: &sqlx::Error) -> StorageError {
+    StorageError::Unreachable(format!(
+        "cannot connect to postgres at {}: {e}",
+        settings.location()
+    ))
+}
+
+/// Maps a statement error: lost connections and pool timeouts are `Unreachable`.
+pub(crate) fn db_err(context: &str, e: sqlx::Error) -> StorageError {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => {
+            StorageError::Unreachable(format!("postgres unreachable ({context}): {e}"))
+        }
+        other => StorageError::Backend(format!("postgres {context}: {other}")),
+    }
+}
+
+/// The cursor after a page of `limit` rows whose last key is `last`.
+pub(crate) fn next_cursor(got: usize, limit: usize, last: Option<String>) -> Option<Cursor> {
+    if got < limit { None } else { last.map(Cursor) }
+}
+
+/// A page limit as SQL `LIMIT`.
+pub(crate) fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit.max(1)).unwrap_or(i64::MAX)
+}
+
+/// Nulls are omitted from records (a JSON store has no key rather than `null`).
+pub(crate) fn parse_json(text: &str, what: &str) -> StorageResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| {
+        StorageError::Backend(format!("postgres returned invalid JSON in {what}: {e}"))
+    })
+}
