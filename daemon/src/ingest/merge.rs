@@ -11,7 +11,7 @@ use crate::providers::Embedder;
 use crate::storage::{Backend, KvNamespace, Record, StorageError, VectorItem, VectorNamespace};
 
 /// LightRAG's caps on `source_id` and `file_path` lists (KEEP: the oldest stay).
-const MAX_SOURCE_IDS: usize = 200;
+pub const MAX_SOURCE_IDS: usize = 200;
 const MAX_FILE_PATHS: usize = 75;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +109,32 @@ pub async fn merge(
     entities: BTreeMap<String, Vec<EntityFact>>,
     relations: BTreeMap<(String, String), Vec<RelationFact>>,
 ) -> Result<(Vec<String>, Vec<(String, String)>), MergeError> {
+    merge_facts(backend, embedder, entities, relations, false).await
+}
+
+/// Rewrites existing entities and relations from `facts` alone: what the chunks that remain
+/// after a removal say about them (description, type, keywords, weight, file paths; vectors
+/// re-embedded), as LightRAG rebuilds them after a deletion. Their `source_id` and chunk lists,
+/// already pruned by [`unmerge`], and `created_at` are kept.
+pub async fn rebuild(
+    backend: &Backend,
+    embedder: &dyn Embedder,
+    entities: BTreeMap<String, Vec<EntityFact>>,
+    relations: BTreeMap<(String, String), Vec<RelationFact>>,
+) -> Result<(), MergeError> {
+    merge_facts(backend, embedder, entities, relations, true).await?;
+    Ok(())
+}
+
+/// `merge`, or with `rebuild` the stored description, type, keywords, weight and file paths
+/// are replaced by the facts' instead of merged with them.
+async fn merge_facts(
+    backend: &Backend,
+    embedder: &dyn Embedder,
+    entities: BTreeMap<String, Vec<EntityFact>>,
+    relations: BTreeMap<(String, String), Vec<RelationFact>>,
+    rebuild: bool,
+) -> Result<(Vec<String>, Vec<(String, String)>), MergeError> {
     let t = now();
     let mut entities = entities;
     // Entities named only in relations become UNKNOWN nodes, as in LightRAG.
@@ -132,8 +158,9 @@ pub async fn merge(
     let mut entity_chunks = Vec::new();
     for (name, facts) in &entities {
         let old = backend.graph.get_node(name).await?;
-        let old_desc = old
-            .as_ref()
+        // What a rebuild replaces rather than merges.
+        let merged = old.as_ref().filter(|_| !rebuild);
+        let old_desc = merged
             .map(|o| split_sep(&str_field(o, "description")))
             .unwrap_or_default();
         let description = merge_list(old_desc, facts.iter().map(|f| f.description.clone()), None)
@@ -148,8 +175,7 @@ pub async fn merge(
             Some(MAX_SOURCE_IDS),
         )
         .join(GRAPH_FIELD_SEP);
-        let old_fp = old
-            .as_ref()
+        let old_fp = merged
             .map(|o| split_sep(&str_field(o, "file_path")))
             .unwrap_or_default();
         let file_path = merge_list(
@@ -160,7 +186,7 @@ pub async fn merge(
         .join(GRAPH_FIELD_SEP);
         // The most frequent type wins; the stored one counts once.
         let mut votes: HashMap<String, usize> = HashMap::new();
-        if let Some(o) = &old {
+        if let Some(o) = merged {
             let ty = str_field(o, "entity_type");
             if !ty.is_empty() && ty != "UNKNOWN" {
                 *votes.entry(ty).or_default() += 1;
@@ -215,14 +241,13 @@ pub async fn merge(
     let mut stale_rel_ids = Vec::new();
     for ((a, b), facts) in &relations {
         let old = backend.graph.get_edge(a, b).await?;
-        let old_desc = old
-            .as_ref()
+        let merged = old.as_ref().filter(|_| !rebuild);
+        let old_desc = merged
             .map(|o| split_sep(&str_field(o, "description")))
             .unwrap_or_default();
         let description = merge_list(old_desc, facts.iter().map(|f| f.description.clone()), None)
             .join(GRAPH_FIELD_SEP);
-        let mut keywords: BTreeSet<String> = old
-            .as_ref()
+        let mut keywords: BTreeSet<String> = merged
             .map(|o| str_field(o, "keywords"))
             .unwrap_or_default()
             .split(',')
@@ -238,8 +263,7 @@ pub async fn merge(
             );
         }
         let keywords = keywords.into_iter().collect::<Vec<_>>().join(",");
-        let weight = old
-            .as_ref()
+        let weight = merged
             .and_then(|o| o.get("weight"))
             .and_then(Value::as_f64)
             .unwrap_or(0.0)
@@ -254,8 +278,7 @@ pub async fn merge(
             Some(MAX_SOURCE_IDS),
         )
         .join(GRAPH_FIELD_SEP);
-        let old_fp = old
-            .as_ref()
+        let old_fp = merged
             .map(|o| split_sep(&str_field(o, "file_path")))
             .unwrap_or_default();
         let file_path = merge_list(

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::ingest::chunking::Chunker;
 use crate::ingest::merge::{self, EntityFact, MergeError, RelationFact};
 use crate::ingest::text;
-use crate::providers::Providers;
+use crate::providers::{Extraction, Providers};
 use crate::storage::{Backend, KvNamespace, Record, StorageError, VectorNamespace};
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +144,11 @@ impl Pipeline {
     /// The paths of the documents hrag ingested (for noticing files deleted while down).
     pub fn known_paths(&self) -> Vec<String> {
         self.known().ours.iter().cloned().collect()
+    }
+
+    /// The document stored for `rel_path`, if any.
+    pub fn doc_of_path(&self, rel_path: &str) -> Option<String> {
+        self.known().by_path.get(rel_path).cloned()
     }
 
     /// Is this content already processed, under any id LightRAG or hrag would have given it?
@@ -436,6 +441,129 @@ impl Pipeline {
         }
     }
 
+    /// After a removal, rebuilds the entities and relations the document shared with others
+    /// from the chunks that remain (at most [`merge::MAX_SOURCE_IDS`] each, the oldest, as
+    /// LightRAG does), so that none keeps the removed text in its description, file paths or
+    /// vector. Extraction answers come from the LLM cache, as at ingestion.
+    async fn rebuild_survivors(
+        &self,
+        names: &[String],
+        pairs: &[(String, String)],
+    ) -> Result<(), PipelineError> {
+        let b = &self.backend;
+        let chunk_ids = |r: Option<Record>| -> Vec<String> {
+            r.and_then(|r| r.get("chunk_ids").cloned())
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .take(merge::MAX_SOURCE_IDS)
+                .collect()
+        };
+        let mut entity_chunks = Vec::new();
+        for name in names {
+            if b.graph.get_node(name).await?.is_some() {
+                let ids = chunk_ids(b.kv(KvNamespace::EntityChunks).get(name).await?);
+                entity_chunks.push((name.clone(), ids));
+            }
+        }
+        let mut relation_chunks = Vec::new();
+        for (x, y) in pairs {
+            if b.graph.get_edge(x, y).await?.is_some() {
+                let key = text::relation_key(x, y);
+                let ids = chunk_ids(b.kv(KvNamespace::RelationChunks).get(&key).await?);
+                relation_chunks.push(((x.clone(), y.clone()), ids));
+            }
+        }
+        if entity_chunks.is_empty() && relation_chunks.is_empty() {
+            return Ok(());
+        }
+        // Each remaining chunk is extracted once: (extraction, its file path).
+        let wanted: Vec<String> = entity_chunks
+            .iter()
+            .flat_map(|(_, c)| c)
+            .chain(relation_chunks.iter().flat_map(|(_, c)| c))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let records = b.kv(KvNamespace::TextChunks).get_many(&wanted).await?;
+        let mut found: HashMap<String, (Extraction, String)> = HashMap::new();
+        for (id, rec) in wanted.into_iter().zip(records) {
+            let Some(rec) = rec else { continue };
+            let content = str_of(&rec, "content").unwrap_or_default();
+            let ex = self
+                .providers
+                .extractor
+                .extract(&id, &content)
+                .await
+                .map_err(|e| PipelineError::Extract(e.to_string()))?;
+            found.insert(id, (ex, str_of(&rec, "file_path").unwrap_or_default()));
+        }
+        let mut entities: BTreeMap<String, Vec<EntityFact>> = BTreeMap::new();
+        for (name, ids) in entity_chunks {
+            let mut facts = Vec::new();
+            for id in ids {
+                let Some((ex, fp)) = found.get(&id) else {
+                    continue;
+                };
+                let fact = |entity_type: &str, description: &str| EntityFact {
+                    entity_type: entity_type.to_owned(),
+                    description: description.to_owned(),
+                    chunk_id: id.clone(),
+                    file_path: fp.clone(),
+                };
+                let before = facts.len();
+                facts.extend(
+                    ex.entities
+                        .iter()
+                        .filter(|e| e.name == name)
+                        .map(|e| fact(&e.entity_type, &e.description)),
+                );
+                // Named only in a relation of this chunk: an UNKNOWN contribution, as at merge.
+                if facts.len() == before
+                    && let Some(r) = ex
+                        .relations
+                        .iter()
+                        .find(|r| r.src != r.tgt && (r.src == name || r.tgt == name))
+                {
+                    facts.push(fact("UNKNOWN", &r.description));
+                }
+            }
+            // A chunk that no longer yields the entity (another extractor): left as pruned.
+            if !facts.is_empty() {
+                entities.insert(name, facts);
+            }
+        }
+        let mut relations: BTreeMap<(String, String), Vec<RelationFact>> = BTreeMap::new();
+        for (pair, ids) in relation_chunks {
+            let mut facts = Vec::new();
+            for id in ids {
+                let Some((ex, fp)) = found.get(&id) else {
+                    continue;
+                };
+                facts.extend(
+                    ex.relations
+                        .iter()
+                        .filter(|r| r.src != r.tgt && text::relation_pair(&r.src, &r.tgt) == pair)
+                        .map(|r| RelationFact {
+                            src: r.src.clone(),
+                            tgt: r.tgt.clone(),
+                            keywords: r.keywords.clone(),
+                            description: r.description.clone(),
+                            weight: r.weight,
+                            chunk_id: id.clone(),
+                            file_path: fp.clone(),
+                        }),
+                );
+            }
+            if !facts.is_empty() {
+                relations.insert(pair, facts);
+            }
+        }
+        merge::rebuild(b, self.providers.embedder.as_ref(), entities, relations).await?;
+        Ok(())
+    }
+
     /// Removes one document and its contributions; `false` when it was not stored.
     pub async fn remove_document(&self, doc_id: &str) -> Result<bool, PipelineError> {
         let b = &self.backend;
@@ -479,6 +607,7 @@ impl Pipeline {
             .map(|[a, x]| text::relation_pair(&a, &x))
             .collect();
         merge::unmerge(b, &chunk_ids, &names, &pairs).await?;
+        self.rebuild_survivors(&names, &pairs).await?;
         let chunks: Vec<String> = chunk_ids.into_iter().collect();
         b.vectors(VectorNamespace::Chunks).delete(&chunks).await?;
         b.kv(KvNamespace::TextChunks).delete(&chunks).await?;

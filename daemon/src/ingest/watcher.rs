@@ -36,9 +36,9 @@
 //! for ELOOP).
 //!
 //! Each skip is logged once (`event = "file_skipped"`, `path`, `reason`) and again only when
-//! its reason changes or after the file disappeared and came back: hidden and
-//! extension-not-watched at DEBUG (they are the expected filters), unreadable, loops, broken or
-//! outside links at WARN, the rest at INFO.
+//! its reason changes or after the file disappeared and came back: the database's own working
+//! directory at DEBUG, unreadable, loops, broken or outside links at WARN, the rest (hidden,
+//! extension not watched, binary, too large…) at INFO.
 //!
 //! # Safety of removals
 //! The watcher never infers a removal from something it could not see: while the root is

@@ -1,6 +1,7 @@
 //! The ingestion side of a supervisor: providers, pipeline, watcher and queue of one database,
 //! and the read-only context that queries use concurrently.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,10 +11,13 @@ use tracing::{info, warn};
 use crate::ingest::chunking::Chunker;
 use crate::ingest::pipeline::{Outcome, Pipeline, PipelineError};
 use crate::ingest::queue::{IngestQueue, Work};
-use crate::ingest::watcher::{self, FileEvent, WatchConfig, Watcher};
+use crate::ingest::watcher::{self, FileEvent, SkipReason, WatchConfig, Watcher};
 use crate::providers::{self, Providers};
 use crate::registry::DbEntry;
 use crate::storage::{Backend, KvNamespace, VectorNamespace};
+
+/// How much of a file is read to tell text from binary (as the watcher does).
+const SNIFF_BYTES: usize = 8 * 1024;
 
 /// Flush the stores after this many documents even while more are queued.
 pub const BATCH: usize = 32;
@@ -34,6 +38,10 @@ pub struct Ingest {
     config: Option<WatchConfig>,
     _watcher: Option<Watcher>,
     pub since_flush: usize,
+    /// Files whose content another document already holds (not ingested again), by that
+    /// document: when it is removed or replaced they are queued again, so their content does
+    /// not leave the store while they are still there.
+    duplicates: HashMap<String, BTreeMap<String, PathBuf>>,
 }
 
 /// Sets up ingestion for an open store. Refuses a provider whose embedding dimension differs
@@ -73,7 +81,14 @@ pub async fn start(
     let (watcher, events) = match (&config, entry.auto_watch) {
         (Some(c), true) => {
             let (tx, rx) = mpsc::channel(EVENTS);
-            let w = Watcher::start(c.clone(), tx, pipeline.known_paths())
+            // Only documents named relative to the folder can be judged by it: one ingested
+            // from elsewhere (`hragctl ingest`, named by its absolute path) is not "deleted"
+            // just because the folder lacks it.
+            let known = pipeline
+                .known_paths()
+                .into_iter()
+                .filter(|p| !Path::new(p).is_absolute());
+            let w = Watcher::start(c.clone(), tx, known)
                 .map_err(|e| format!("cannot watch {}: {e}", c.root.display()))?;
             info!(event = "watch_started", db = %entry.name, folder = %c.root.display(),
                   "watching the source folder");
@@ -90,6 +105,7 @@ pub async fn start(
             config,
             _watcher: watcher,
             since_flush: 0,
+            duplicates: HashMap::new(),
         },
         ctx,
         events,
@@ -142,6 +158,10 @@ impl Ingest {
                     Err(e) => skipped.push(format!("{}: {e}", p.display())),
                 }
             } else if p.is_file() {
+                if let Some(why) = self.ineligible(&p) {
+                    skipped.push(format!("{}: {why}", p.display()));
+                    continue;
+                }
                 let rel = self.rel_of(&p);
                 self.queue.push(rel, Work::Upsert { abs: p });
                 queued += 1;
@@ -152,10 +172,53 @@ impl Ingest {
         (queued, skipped)
     }
 
+    /// Why a file must not become a document whatever its name: not a regular file, larger
+    /// than the database's limit, or binary (a NUL byte or invalid UTF-8 in its first 8 KiB),
+    /// as the watcher judges folders. Applies to files named on `hragctl ingest`, and again
+    /// just before reading (a file may have changed since it was queued). `None` also when the
+    /// file cannot be opened: reading it reports that.
+    fn ineligible(&self, abs: &Path) -> Option<SkipReason> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let limit = self
+            .config
+            .as_ref()
+            .map_or(watcher::DEFAULT_MAX_FILE_BYTES, |c| c.max_file_bytes);
+        // O_NONBLOCK: a FIFO must not block the supervisor.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(abs)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return Some(SkipReason::NotRegularFile);
+        }
+        let size = meta.len();
+        if size > limit {
+            return Some(SkipReason::TooLarge { size, limit });
+        }
+        let mut head = Vec::with_capacity(SNIFF_BYTES);
+        file.take(SNIFF_BYTES as u64).read_to_end(&mut head).ok()?;
+        let binary = head.contains(&0)
+            || std::str::from_utf8(&head)
+                .err()
+                .is_some_and(|e| !(head.len() == SNIFF_BYTES && e.error_len().is_none()));
+        binary.then_some(SkipReason::Binary)
+    }
+
     /// Runs one due item. `Ok(None)` when nothing was due.
     pub async fn run_one(&mut self, db: &str) -> Option<Result<Outcome, String>> {
         let (rel, work, attempts) = self.queue.pop_due()?;
+        // Re-evaluated now: a duplicate again only if this run finds so.
+        self.duplicates.retain(|_, files| {
+            files.remove(&rel);
+            !files.is_empty()
+        });
         let result = match &work {
+            Work::Upsert { abs } if let Some(why) = self.ineligible(abs) => {
+                Ok(Outcome::Skipped(format!("{}: {why}", abs.display())))
+            }
             Work::Upsert { abs } => match tokio::fs::read(abs).await {
                 Ok(bytes) => match String::from_utf8(bytes) {
                     Ok(text) => self.pipeline.upsert_file(&rel, &text).await,
@@ -183,9 +246,25 @@ impl Ingest {
                         db, path = %rel, doc_id = %doc_id, chunks, "document processed"),
                     Outcome::Removed { doc_id } => info!(event = "document_removed", db,
                         path = %rel, doc_id = %doc_id, "document removed"),
-                    Outcome::Unchanged { .. } => {}
+                    Outcome::Unchanged { doc_id } => {
+                        if let Work::Upsert { abs } = &work
+                            && self.pipeline.doc_of_path(&rel).as_ref() != Some(doc_id)
+                        {
+                            self.duplicates
+                                .entry(doc_id.clone())
+                                .or_default()
+                                .insert(rel.clone(), abs.clone());
+                        }
+                    }
                     Outcome::Skipped(why) => info!(event = "document_skipped", db, path = %rel,
                         reason = %why, "document skipped"),
+                }
+                if let Outcome::Processed { doc_id, .. } | Outcome::Removed { doc_id } = &outcome
+                    && let Some(files) = self.duplicates.remove(doc_id)
+                {
+                    for (rel, abs) in files {
+                        self.queue.push(rel, Work::Upsert { abs });
+                    }
                 }
                 Ok(outcome)
             }

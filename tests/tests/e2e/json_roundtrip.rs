@@ -2,42 +2,14 @@
 //! own storage classes (tests/tools/lightrag_json_check.py) and by byte comparison.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::process::Command;
-
 use hrag_daemon::storage::json::JsonStores;
 use hrag_daemon::storage::{KvNamespace, Record, VectorItem, VectorNamespace};
 use serde_json::json;
 
-use crate::support::fixtures::{copy_dir, fixture, lightrag_python, repo_root, run_checker};
+use crate::support::fixtures::{check_with_lightrag, copy_dir, fixture, physical_counts};
 
 fn obj(v: serde_json::Value) -> Record {
     v.as_object().unwrap().clone()
-}
-
-/// counts_from_dir.py's COUNTS.json for `dir`, written next to it.
-fn physical_counts(dir: &Path, out: &Path) {
-    let o = Command::new(lightrag_python())
-        .arg(repo_root().join("tests/tools/counts_from_dir.py"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::write(out, &o.stdout).unwrap();
-}
-
-fn check_with_lightrag(dir: &Path, expect: &Path) {
-    let (ok, text) = run_checker(
-        "lightrag_json_check.py",
-        &[
-            dir.to_str().unwrap(),
-            "--expect",
-            expect.to_str().unwrap(),
-            "--stored-vector-query",
-        ],
-    );
-    assert!(ok, "LightRAG could not read {}:\n{text}", dir.display());
-    assert!(text.contains(" 0 failed"), "{text}");
 }
 
 #[test]

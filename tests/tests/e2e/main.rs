@@ -5,6 +5,7 @@ mod support;
 
 mod control;
 mod crash;
+mod ingest;
 mod json_roundtrip;
 mod json_storage;
 mod lifecycle;

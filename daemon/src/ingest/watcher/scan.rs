@@ -114,15 +114,16 @@ impl fmt::Display for SkipReason {
 }
 
 impl Skip {
-    /// Logs the skip (`event = "file_skipped"`): DEBUG for the expected filters (hidden,
-    /// extension, excluded), WARN for what a user probably wants to fix (unreadable, symlink
-    /// loops, broken or outside links), INFO otherwise.
+    /// Logs the skip (`event = "file_skipped"`; each skip once, so INFO is not noisy): DEBUG
+    /// only for the database's own working directory inside the folder, WARN for what a user
+    /// probably wants to fix (unreadable, symlink loops, broken or outside links), INFO for
+    /// the rest (hidden, extension not watched, binary, too large…).
     pub fn log(&self) {
         let path = self.path.display();
         let reason = self.reason.code();
         let detail = &self.reason;
         match self.reason {
-            SkipReason::Hidden | SkipReason::ExtensionNotWatched | SkipReason::Excluded => {
+            SkipReason::Excluded => {
                 tracing::debug!(event = "file_skipped", path = %path, reason, %detail, "file skipped");
             }
             SkipReason::Unreadable { .. }
@@ -131,7 +132,9 @@ impl Skip {
             | SkipReason::BrokenSymlink => {
                 tracing::warn!(event = "file_skipped", path = %path, reason, %detail, "file skipped");
             }
-            SkipReason::NotRegularFile
+            SkipReason::Hidden
+            | SkipReason::ExtensionNotWatched
+            | SkipReason::NotRegularFile
             | SkipReason::TooLarge { .. }
             | SkipReason::Binary
             | SkipReason::SymlinkToDirectory

@@ -91,3 +91,29 @@ pub fn run_checker(tool: &str, args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// Writes counts_from_dir.py's COUNTS.json for `dir` (what is physically there) to `out`.
+pub fn physical_counts(dir: &Path, out: &Path) {
+    let o = Command::new(lightrag_python())
+        .arg(repo_root().join("tests/tools/counts_from_dir.py"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(out, &o.stdout).unwrap();
+}
+
+/// LightRAG 1.5.7's own classes open `dir` and find the counts in `expect`.
+pub fn check_with_lightrag(dir: &Path, expect: &Path) {
+    let (ok, text) = run_checker(
+        "lightrag_json_check.py",
+        &[
+            dir.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+            "--stored-vector-query",
+        ],
+    );
+    assert!(ok, "LightRAG could not read {}:\n{text}", dir.display());
+    assert!(text.contains(" 0 failed"), "{text}");
+}
