@@ -43,6 +43,85 @@ pub struct RelationFact {
     pub file_path: String,
 }
 
+/// What entity and relation facts share: where they come from, and what they say.
+trait Fact {
+    fn description(&self) -> &str;
+    fn chunk_id(&self) -> &str;
+    fn file_path(&self) -> &str;
+}
+
+impl Fact for EntityFact {
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn chunk_id(&self) -> &str {
+        &self.chunk_id
+    }
+    fn file_path(&self) -> &str {
+        &self.file_path
+    }
+}
+
+impl Fact for RelationFact {
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn chunk_id(&self) -> &str {
+        &self.chunk_id
+    }
+    fn file_path(&self) -> &str {
+        &self.file_path
+    }
+}
+
+/// The `<SEP>`-joined fields nodes and edges merge alike, plus `created_at`.
+struct Provenance {
+    description: String,
+    source_id: String,
+    file_path: String,
+    created_at: i64,
+}
+
+/// Merges `facts` into the stored record `old`; `merged` is `old` unless a rebuild replaces
+/// the description and file paths instead of extending them.
+fn provenance<F: Fact>(
+    old: Option<&Record>,
+    merged: Option<&Record>,
+    facts: &[F],
+    now: i64,
+) -> Provenance {
+    let stored =
+        |r: Option<&Record>, k: &str| r.map(|o| split_sep(&str_field(o, k))).unwrap_or_default();
+    let description = merge_list(
+        stored(merged, "description"),
+        facts.iter().map(|f| f.description().to_owned()),
+        None,
+    )
+    .join(GRAPH_FIELD_SEP);
+    let source_id = merge_list(
+        stored(old, "source_id"),
+        facts.iter().map(|f| f.chunk_id().to_owned()),
+        Some(MAX_SOURCE_IDS),
+    )
+    .join(GRAPH_FIELD_SEP);
+    let file_path = merge_list(
+        stored(merged, "file_path"),
+        facts.iter().map(|f| f.file_path().to_owned()),
+        Some(MAX_FILE_PATHS),
+    )
+    .join(GRAPH_FIELD_SEP);
+    let created_at = old
+        .and_then(|o| o.get("created_at"))
+        .and_then(Value::as_i64)
+        .unwrap_or(now);
+    Provenance {
+        description,
+        source_id,
+        file_path,
+        created_at,
+    }
+}
+
 fn split_sep(s: &str) -> Vec<String> {
     s.split(GRAPH_FIELD_SEP)
         .filter(|x| !x.is_empty())
@@ -160,30 +239,12 @@ async fn merge_facts(
         let old = backend.graph.get_node(name).await?;
         // What a rebuild replaces rather than merges.
         let merged = old.as_ref().filter(|_| !rebuild);
-        let old_desc = merged
-            .map(|o| split_sep(&str_field(o, "description")))
-            .unwrap_or_default();
-        let description = merge_list(old_desc, facts.iter().map(|f| f.description.clone()), None)
-            .join(GRAPH_FIELD_SEP);
-        let old_src = old
-            .as_ref()
-            .map(|o| split_sep(&str_field(o, "source_id")))
-            .unwrap_or_default();
-        let source_id = merge_list(
-            old_src,
-            facts.iter().map(|f| f.chunk_id.clone()),
-            Some(MAX_SOURCE_IDS),
-        )
-        .join(GRAPH_FIELD_SEP);
-        let old_fp = merged
-            .map(|o| split_sep(&str_field(o, "file_path")))
-            .unwrap_or_default();
-        let file_path = merge_list(
-            old_fp,
-            facts.iter().map(|f| f.file_path.clone()),
-            Some(MAX_FILE_PATHS),
-        )
-        .join(GRAPH_FIELD_SEP);
+        let Provenance {
+            description,
+            source_id,
+            file_path,
+            created_at,
+        } = provenance(old.as_ref(), merged, facts, t);
         // The most frequent type wins; the stored one counts once.
         let mut votes: HashMap<String, usize> = HashMap::new();
         if let Some(o) = merged {
@@ -202,11 +263,6 @@ async fn merge_facts(
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
             .map(|(t, _)| t)
             .unwrap_or_else(|| "UNKNOWN".into());
-        let created_at = old
-            .as_ref()
-            .and_then(|o| o.get("created_at"))
-            .and_then(Value::as_i64)
-            .unwrap_or(t);
         nodes.push((
             name.clone(),
             obj(json!({
@@ -242,11 +298,12 @@ async fn merge_facts(
     for ((a, b), facts) in &relations {
         let old = backend.graph.get_edge(a, b).await?;
         let merged = old.as_ref().filter(|_| !rebuild);
-        let old_desc = merged
-            .map(|o| split_sep(&str_field(o, "description")))
-            .unwrap_or_default();
-        let description = merge_list(old_desc, facts.iter().map(|f| f.description.clone()), None)
-            .join(GRAPH_FIELD_SEP);
+        let Provenance {
+            description,
+            source_id,
+            file_path,
+            created_at,
+        } = provenance(old.as_ref(), merged, facts, t);
         let mut keywords: BTreeSet<String> = merged
             .map(|o| str_field(o, "keywords"))
             .unwrap_or_default()
@@ -268,30 +325,6 @@ async fn merge_facts(
             .and_then(Value::as_f64)
             .unwrap_or(0.0)
             + facts.iter().map(|f| f.weight).sum::<f64>();
-        let old_src = old
-            .as_ref()
-            .map(|o| split_sep(&str_field(o, "source_id")))
-            .unwrap_or_default();
-        let source_id = merge_list(
-            old_src,
-            facts.iter().map(|f| f.chunk_id.clone()),
-            Some(MAX_SOURCE_IDS),
-        )
-        .join(GRAPH_FIELD_SEP);
-        let old_fp = merged
-            .map(|o| split_sep(&str_field(o, "file_path")))
-            .unwrap_or_default();
-        let file_path = merge_list(
-            old_fp,
-            facts.iter().map(|f| f.file_path.clone()),
-            Some(MAX_FILE_PATHS),
-        )
-        .join(GRAPH_FIELD_SEP);
-        let created_at = old
-            .as_ref()
-            .and_then(|o| o.get("created_at"))
-            .and_then(Value::as_i64)
-            .unwrap_or(t);
         // The graph keeps the extraction's direction for a new edge.
         let (src, tgt) = facts
             .first()
