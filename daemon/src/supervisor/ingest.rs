@@ -19,8 +19,12 @@ use crate::storage::{Backend, KvNamespace, VectorNamespace};
 /// How much of a file is read to tell text from binary (as the watcher does).
 const SNIFF_BYTES: usize = 8 * 1024;
 
-/// Flush the stores after this many documents even while more are queued.
+/// Flush the stores after at least this many documents even while more are queued…
 pub const BATCH: usize = 32;
+/// …and only once this many times the last flush's duration has passed since it: a JSON
+/// store rewrites whole files, so a fixed batch would make ingest quadratic in the store's
+/// size; this keeps flushing at most ~1/(1+FLUSH_SPACING) of the time.
+pub const FLUSH_SPACING: u32 = 4;
 /// Capacity of the watcher → supervisor channel; the watcher coalesces beyond it.
 const EVENTS: usize = 256;
 
@@ -42,6 +46,16 @@ pub struct Ingest {
     /// document: when it is removed or replaced they are queued again, so their content does
     /// not leave the store while they are still there.
     duplicates: HashMap<String, BTreeMap<String, PathBuf>>,
+    /// When the last flush ended, and how long it took.
+    pub last_flush: (std::time::Instant, std::time::Duration),
+}
+
+impl Ingest {
+    /// Whether a batch is complete: enough documents, and enough time since the last flush.
+    pub fn batch_due(&self) -> bool {
+        let (ended, took) = self.last_flush;
+        self.since_flush >= BATCH && ended.elapsed() >= took * FLUSH_SPACING
+    }
 }
 
 /// Sets up ingestion for an open store. Refuses a provider whose embedding dimension differs
@@ -106,6 +120,7 @@ pub async fn start(
             _watcher: watcher,
             since_flush: 0,
             duplicates: HashMap::new(),
+            last_flush: (std::time::Instant::now(), std::time::Duration::ZERO),
         },
         ctx,
         events,

@@ -315,7 +315,7 @@ impl Supervisor {
             .queue
             .next_due()
             .is_none_or(|d| d > std::time::Instant::now());
-        let flush = ing.since_flush >= ingest::BATCH || drained;
+        let flush = ing.batch_due() || drained;
         let depth = ing.queue.len() as u64;
         if let Some(r) = result {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -338,6 +338,7 @@ impl Supervisor {
         let Some(backend) = self.backend.clone() else {
             return;
         };
+        let started = std::time::Instant::now();
         if let Err(e) = backend.flush().await {
             warn!(event = "store_flush_failed", db = %self.name, error = %e,
                   "pending changes could not be written; they stay in memory and are retried");
@@ -347,6 +348,7 @@ impl Supervisor {
         }
         if let Some(ing) = self.ingest.as_mut() {
             ing.since_flush = 0;
+            ing.last_flush = (std::time::Instant::now(), started.elapsed());
             if let Err(e) = ing.queue.save() {
                 warn!(db = %self.name, error = %e, "cannot save the ingest queue");
             }
