@@ -13,6 +13,10 @@ use crate::storage::{Backend, KvNamespace, Record, StorageError, VectorItem, Vec
 /// LightRAG's caps on `source_id` and `file_path` lists (KEEP: the oldest stay).
 pub const MAX_SOURCE_IDS: usize = 200;
 const MAX_FILE_PATHS: usize = 75;
+/// LightRAG summarises descriptions with its LLM from this many fragments on
+/// (`FORCE_LLM_SUMMARY_ON_MERGE`); without a summary the oldest are kept, so a hub entity's
+/// description — and the text embedded for it on every merge — stays bounded.
+const MAX_DESCRIPTION_FRAGMENTS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -95,7 +99,7 @@ fn provenance<F: Fact>(
     let description = merge_list(
         stored(merged, "description"),
         facts.iter().map(|f| f.description().to_owned()),
-        None,
+        Some(MAX_DESCRIPTION_FRAGMENTS),
     )
     .join(GRAPH_FIELD_SEP);
     let source_id = merge_list(

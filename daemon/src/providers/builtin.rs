@@ -105,12 +105,9 @@ impl HashEmbedder {
         let mut v = vec![0f32; self.dim];
         // feature → (weight, occurrences): weights are applied sublinearly (1 + ln tf) so a
         // word repeated many times does not drown the rest of the text.
-        let mut acc: std::collections::HashMap<u64, (f32, u32)> = std::collections::HashMap::new();
-        let mut note = |h: u64, w: f32| {
-            let e = acc.entry(h).or_insert((w, 0));
-            e.0 = e.0.max(w);
-            e.1 += 1;
-        };
+        // Features are already hashes: collect, sort and merge runs (no map hashing them again).
+        let mut acc: Vec<(u64, f32)> = Vec::with_capacity(text.len());
+        let mut note = |h: u64, w: f32| acc.push((h, w));
         let lower = text.to_lowercase();
         let mut prev: Option<&str> = None;
         let mut padded = String::new();
@@ -159,8 +156,10 @@ impl HashEmbedder {
                 }
             }
         }
-        for (h, (w, n)) in acc {
-            self.add(&mut v, h, w * (1.0 + (n as f32).ln()));
+        acc.sort_unstable_by_key(|(h, _)| *h);
+        for run in acc.chunk_by(|a, b| a.0 == b.0) {
+            let w = run.iter().map(|(_, w)| *w).fold(0.0f32, f32::max);
+            self.add(&mut v, run[0].0, w * (1.0 + (run.len() as f32).ln()));
         }
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 && norm.is_finite() {
