@@ -32,6 +32,7 @@ pub struct QuickStart {
 
 /// Runs the daemon until a termination signal; returns after the drain.
 pub async fn run(config: DaemonConfig, quick: Option<QuickStart>) -> Result<(), DaemonError> {
+    let mut signals = Signals::install()?;
     fsutil::create_private_dir(&config.state_dir, 0o700).map_err(|e| {
         DaemonError::io(
             format!("cannot create the state dir {}", config.state_dir.display()),
@@ -67,7 +68,7 @@ pub async fn run(config: DaemonConfig, quick: Option<QuickStart>) -> Result<(), 
     notify::ready("serving");
     notify::spawn_watchdog(cancel.child_token());
 
-    wait_for_stop(&daemon).await?;
+    wait_for_stop(&daemon, &mut signals).await?;
 
     notify::stopping();
     info!(
@@ -97,17 +98,32 @@ pub async fn run(config: DaemonConfig, quick: Option<QuickStart>) -> Result<(), 
     Ok(())
 }
 
-async fn wait_for_stop(daemon: &Daemon) -> Result<(), DaemonError> {
-    let sig =
-        |kind| signal(kind).map_err(|e| DaemonError::io("cannot install a signal handler", e));
-    let mut term = sig(SignalKind::terminate())?;
-    let mut int = sig(SignalKind::interrupt())?;
-    let mut hup = sig(SignalKind::hangup())?;
+/// The signals hragd handles, installed before anything can be served: a SIGHUP that arrives
+/// before its handler would end the process (the default action).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let sig =
+            |kind| signal(kind).map_err(|e| DaemonError::io("cannot install a signal handler", e));
+        Ok(Signals {
+            term: sig(SignalKind::terminate())?,
+            int: sig(SignalKind::interrupt())?,
+            hup: sig(SignalKind::hangup())?,
+        })
+    }
+}
+
+async fn wait_for_stop(daemon: &Daemon, signals: &mut Signals) -> Result<(), DaemonError> {
     loop {
         tokio::select! {
-            _ = term.recv() => { info!(signal = "SIGTERM", "termination requested"); return Ok(()) }
-            _ = int.recv() => { info!(signal = "SIGINT", "termination requested"); return Ok(()) }
-            _ = hup.recv() => {
+            _ = signals.term.recv() => { info!(signal = "SIGTERM", "termination requested"); return Ok(()) }
+            _ = signals.int.recv() => { info!(signal = "SIGINT", "termination requested"); return Ok(()) }
+            _ = signals.hup.recv() => {
                 notify::reloading(false);
                 if let Err(e) = daemon.reload().await {
                     error!(error = %e, "reload failed");
