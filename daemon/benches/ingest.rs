@@ -24,9 +24,10 @@
 //!       the same store reopened by a fresh daemon, idle, to separate what holding the store
 //!       costs from what ingesting costs.
 //!
-//! `HRAG_BENCH_BUDGET_SECS` (default 100; 0 = none) bounds each of the three measured daemon
-//! phases (the `hrag` child of 1a, 1b, 2): a phase still running when it is spent stops there,
-//! says so (`NOT finished`), and reports the figures of the documents it got through.
+//! `HRAG_BENCH_BUDGET_SECS` (default 270; 0 = none) bounds the run: the `hrag` stage of 1a and
+//! part 1b may each take a third of it, part 2 whatever is left. A stage still running when its
+//! share is spent stops there, says so (`NOT finished`), and reports the figures of the
+//! documents it got through.
 //!
 //! `hragctl` must have been built next to `hragd` (`cargo build --release`). Ratios are against
 //! baselines measured in the same run.
@@ -63,10 +64,15 @@ fn main() -> anyhow::Result<()> {
     let docs = env_num("HRAG_BENCH_DOCS", 2000).max(1) as usize;
     let e2e_docs = (docs / 4).max(1);
     let burst = env_num("HRAG_BENCH_BURST", 10_000).max(4) as usize;
+    let budget = Budget::from_env();
     println!(
-        "budget per measured phase: {}",
-        match budget() {
-            Some(b) => format!("{} s (HRAG_BENCH_BUDGET_SECS; 0 = none)", b.as_secs()),
+        "time budget: {}",
+        match budget.total {
+            Some(b) => format!(
+                "{} s for the run (HRAG_BENCH_BUDGET_SECS; 0 = none), a third at most for 1a's \
+                 pipeline and for 1b",
+                b.as_secs()
+            ),
             None => "none".to_owned(),
         }
     );
@@ -91,20 +97,25 @@ fn main() -> anyhow::Result<()> {
     );
     println!("all runs on {} CPU(s)", available_cpus());
 
-    in_process(root.path(), &corpus, &gen_stats)?;
-    let e2e = end_to_end(root.path(), &bins, e2e_docs)?;
-    burst_rss(root.path(), &bins, burst, e2e)?;
+    in_process(root.path(), &corpus, &gen_stats, &budget)?;
+    let e2e = end_to_end(root.path(), &bins, e2e_docs, &budget)?;
+    burst_rss(root.path(), &bins, burst, e2e, &budget)?;
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1a. In process
 
-fn in_process(root: &Path, corpus: &Path, stats: &CorpusStats) -> anyhow::Result<()> {
+fn in_process(
+    root: &Path,
+    corpus: &Path,
+    stats: &CorpusStats,
+    budget: &Budget,
+) -> anyhow::Result<()> {
     let kb = root.join("kb-inproc");
-    let chunk = run_child("chunk", corpus, &kb)?;
-    let compute = run_child("compute", corpus, &kb)?;
-    let hrag = run_child("hrag", corpus, &kb)?;
+    let chunk = run_child("chunk", corpus, &kb, None)?;
+    let compute = run_child("compute", corpus, &kb, None)?;
+    let hrag = run_child("hrag", corpus, &kb, budget.phase())?;
     let n = stats.files as f64;
     let mb_per_doc = stats.bytes as f64 / 1e6 / n;
     // The pipeline may have stopped at the budget: its rates are over the documents it did.
@@ -211,11 +222,21 @@ impl ChildReport {
     }
 }
 
-fn run_child(mode: &str, corpus: &Path, kb: &Path) -> anyhow::Result<ChildReport> {
+/// Runs `--child mode`; `limit` is passed on as `HRAG_BENCH_STAGE_SECS`.
+fn run_child(
+    mode: &str,
+    corpus: &Path,
+    kb: &Path,
+    limit: Option<Instant>,
+) -> anyhow::Result<ChildReport> {
+    let secs = limit.map_or(0, |l| {
+        l.saturating_duration_since(Instant::now()).as_secs().max(1)
+    });
     let out = Command::new(std::env::current_exe()?)
         .args(["--child", mode])
         .arg(corpus)
         .arg(kb)
+        .env("HRAG_BENCH_STAGE_SECS", secs.to_string())
         .stdin(Stdio::null())
         .output()?;
     anyhow::ensure!(
@@ -363,7 +384,10 @@ async fn pipeline(
     let backend = Arc::new(JsonStores::open(kb, None, None)?.into_backend()?);
     let providers = builtin_providers(&backend)?;
     let pipeline = Pipeline::new(backend.clone(), providers, chunker).await?;
-    let budget = budget();
+    let budget = match env_num("HRAG_BENCH_STAGE_SECS", 0) {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
     let t = Instant::now();
     let mut flush = Duration::ZERO;
     let mut flush_last = Duration::ZERO;
@@ -454,7 +478,7 @@ struct E2e {
     docs_per_sec: f64,
 }
 
-fn end_to_end(root: &Path, bins: &Bins, n: usize) -> anyhow::Result<E2e> {
+fn end_to_end(root: &Path, bins: &Bins, n: usize, budget: &Budget) -> anyhow::Result<E2e> {
     let files = generate(n, 2);
     let bytes: usize = files.iter().map(|(_, c)| c.len()).sum();
     let mut d = Daemon::start(bins, &root.join("e2e"))?;
@@ -462,7 +486,7 @@ fn end_to_end(root: &Path, bins: &Bins, n: usize) -> anyhow::Result<E2e> {
     let t = Instant::now();
     write_files(&d.src, &files)?;
     let written = t.elapsed().as_secs_f64();
-    let wait = d.wait_docs(n as u64, t, |_, _| {})?;
+    let wait = d.wait_docs(n as u64, t, budget.phase(), |_, _| {})?;
     let log = d.log_text();
     let (first, last, processed) = processed_span(&log);
     let failed = log.matches("\"document_failed\"").count();
@@ -532,7 +556,7 @@ struct Milestone {
     rss: u64,
 }
 
-fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e) -> anyhow::Result<()> {
+fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e, budget: &Budget) -> anyhow::Result<()> {
     let files = generate(n, 3);
     let bytes: usize = files.iter().map(|(_, c)| c.len()).sum();
     let dir = root.join("burst");
@@ -548,7 +572,7 @@ fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e) -> anyhow::Result<()>
     let mut milestones: Vec<Milestone> = Vec::new();
     let pid = d.pid();
     let mut last = None;
-    let wait = d.wait_docs(n as u64, t, |docs, store_bytes| {
+    let wait = d.wait_docs(n as u64, t, budget.end, |docs, store_bytes| {
         let m = || Milestone {
             docs,
             secs: t.elapsed().as_secs_f64(),
@@ -691,6 +715,19 @@ fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e) -> anyhow::Result<()>
             (b.hwm as f64 - a.hwm as f64) / MIB,
             (b.store_bytes as f64 - a.store_bytes as f64) / MIB,
             (b.hwm as f64 - a.hwm as f64) / (b.store_bytes as f64 - a.store_bytes as f64),
+        );
+        // The line through both points, at an empty store: what does not grow with the store
+        // (the daemon itself, and whatever the queued backlog costs at the first point).
+        let slope = (b.hwm as f64 - a.hwm as f64) / (b.store_bytes as f64 - a.store_bytes as f64);
+        let at_zero = a.hwm as f64 - slope * a.store_bytes as f64;
+        println!(
+            "that line at an empty store: {:.1} MiB, idle RSS after start {:.1} MiB: what does not \
+             scale with the store, the {} files queued at the first point included, is about the \
+             difference ({:+.1} MiB)",
+            at_zero / MIB,
+            idle_rss as f64 / MIB,
+            n as u64 - a.docs.min(n as u64),
+            (at_zero - idle_rss as f64) / MIB,
         );
     }
     Ok(())
@@ -889,22 +926,22 @@ impl Daemon {
         }
     }
 
-    /// Polls `backend status` until doc_count reaches `n` or the budget (counted from `since`)
-    /// is spent; calls `tick(doc_count, store_bytes)` at each poll. Fails when nothing
+    /// Polls `backend status` until doc_count reaches `n` or `limit` passes; calls
+    /// `tick(doc_count, store_bytes)` at each poll; times from `since`. Fails when nothing
     /// progresses for two minutes.
     fn wait_docs(
         &mut self,
         n: u64,
         since: Instant,
+        limit: Option<Instant>,
         mut tick: impl FnMut(u64, u64),
     ) -> anyhow::Result<Wait> {
-        let budget = budget();
         let (mut last, mut moved) = (0u64, Instant::now());
         let mut report = Instant::now();
         loop {
             let (docs, size) = self.backend_status()?;
             tick(docs, size);
-            let out_of_time = budget.is_some_and(|b| since.elapsed() > b);
+            let out_of_time = limit.is_some_and(|l| Instant::now() > l);
             if docs >= n || out_of_time {
                 return Ok(Wait {
                     docs,
@@ -1181,11 +1218,28 @@ fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT met" }
 }
 
-/// `HRAG_BENCH_BUDGET_SECS` (default 100; 0: none).
-fn budget() -> Option<Duration> {
-    match env_num("HRAG_BENCH_BUDGET_SECS", 100) {
-        0 => None,
-        s => Some(Duration::from_secs(s)),
+/// The run's time budget (`HRAG_BENCH_BUDGET_SECS`, default 270 s; 0: none), from its start.
+struct Budget {
+    total: Option<Duration>,
+    end: Option<Instant>,
+}
+
+impl Budget {
+    fn from_env() -> Budget {
+        let total = match env_num("HRAG_BENCH_BUDGET_SECS", 270) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        };
+        Budget {
+            total,
+            end: total.map(|t| Instant::now() + t),
+        }
+    }
+
+    /// When a stage starting now must stop: after a third of the budget, or at its end.
+    fn phase(&self) -> Option<Instant> {
+        let (total, end) = (self.total?, self.end?);
+        Some((Instant::now() + total / 3).min(end))
     }
 }
 
