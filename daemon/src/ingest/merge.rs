@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use indexmap::IndexSet;
+
 use serde_json::{Value, json};
 
 use crate::ingest::text::{self, GRAPH_FIELD_SEP};
@@ -94,23 +96,21 @@ fn provenance<F: Fact>(
     facts: &[F],
     now: i64,
 ) -> Provenance {
-    let stored =
-        |r: Option<&Record>, k: &str| r.map(|o| split_sep(&str_field(o, k))).unwrap_or_default();
     let description = merge_list(
-        stored(merged, "description"),
-        facts.iter().map(|f| f.description().to_owned()),
+        sep_list(merged, "description"),
+        facts.iter().map(|f| f.description()),
         Some(MAX_DESCRIPTION_FRAGMENTS),
     )
     .join(GRAPH_FIELD_SEP);
     let source_id = merge_list(
-        stored(old, "source_id"),
-        facts.iter().map(|f| f.chunk_id().to_owned()),
+        sep_list(old, "source_id"),
+        facts.iter().map(|f| f.chunk_id()),
         Some(MAX_SOURCE_IDS),
     )
     .join(GRAPH_FIELD_SEP);
     let file_path = merge_list(
-        stored(merged, "file_path"),
-        facts.iter().map(|f| f.file_path().to_owned()),
+        sep_list(merged, "file_path"),
+        facts.iter().map(|f| f.file_path()),
         Some(MAX_FILE_PATHS),
     )
     .join(GRAPH_FIELD_SEP);
@@ -126,6 +126,14 @@ fn provenance<F: Fact>(
     }
 }
 
+/// The `<SEP>`-joined field `k` of `r`, borrowed.
+fn sep_list<'a>(r: Option<&'a Record>, k: &str) -> Vec<&'a str> {
+    r.and_then(|o| o.get(k))
+        .and_then(Value::as_str)
+        .map(|s| s.split(GRAPH_FIELD_SEP).filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default()
+}
+
 fn split_sep(s: &str) -> Vec<String> {
     s.split(GRAPH_FIELD_SEP)
         .filter(|x| !x.is_empty())
@@ -134,18 +142,31 @@ fn split_sep(s: &str) -> Vec<String> {
 }
 
 /// Appends `new` to `old` without duplicates, keeping order; `cap` keeps the oldest.
-fn merge_list(
-    old: Vec<String>,
-    new: impl IntoIterator<Item = String>,
+///
+/// `old` is a hub entity's whole history (its chunk list grows with every document that
+/// names it) while `new` is one document's few facts: only `new` is hashed, and a list
+/// already at its cap is returned untouched.
+fn merge_list<T: Eq + std::hash::Hash>(
+    old: Vec<T>,
+    new: impl IntoIterator<Item = T>,
     cap: Option<usize>,
-) -> Vec<String> {
-    let mut seen: BTreeSet<String> = old.iter().cloned().collect();
-    let mut out = old;
-    for x in new {
-        if seen.insert(x.clone()) {
-            out.push(x);
-        }
+) -> Vec<T> {
+    if let Some(c) = cap
+        && old.len() >= c
+    {
+        let mut out = old;
+        out.truncate(c);
+        return out;
     }
+    let mut fresh: IndexSet<T> = new.into_iter().collect();
+    for o in &old {
+        if fresh.is_empty() {
+            break;
+        }
+        fresh.shift_remove(o);
+    }
+    let mut out = old;
+    out.extend(fresh);
     if let Some(cap) = cap {
         out.truncate(cap);
     }
@@ -171,6 +192,14 @@ fn obj(v: Value) -> Record {
         Value::Object(m) => m,
         _ => Record::new(),
     }
+}
+
+/// The `chunk_ids` of an entity_chunks / relation_chunks record, borrowed.
+fn borrowed_chunk_list(r: Option<&Record>) -> Vec<&str> {
+    r.and_then(|r| r.get("chunk_ids"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn chunk_list(r: Option<&Record>) -> Vec<String> {
@@ -267,22 +296,20 @@ async fn merge_facts(
             .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
             .map(|(t, _)| t)
             .unwrap_or_else(|| "UNKNOWN".into());
-        nodes.push((
-            name.clone(),
-            obj(json!({
-                "entity_id": name, "entity_type": entity_type, "description": description,
-                "source_id": source_id, "file_path": file_path, "created_at": created_at,
-                "truncate": "",
-            })),
-        ));
-        let old_chunks = chunk_list(
-            backend
-                .kv(KvNamespace::EntityChunks)
-                .get(name)
-                .await?
-                .as_ref(),
+        let node = obj(json!({
+            "entity_id": name, "entity_type": entity_type, "description": description,
+            "source_id": source_id, "file_path": file_path, "created_at": created_at,
+            "truncate": "",
+        }));
+        if old.as_ref() != Some(&node) {
+            nodes.push((name.clone(), node));
+        }
+        let stored = backend.kv(KvNamespace::EntityChunks).get(name).await?;
+        let all = merge_list(
+            borrowed_chunk_list(stored.as_ref()),
+            facts.iter().map(|f| f.chunk_id.as_str()),
+            None,
         );
-        let all = merge_list(old_chunks, facts.iter().map(|f| f.chunk_id.clone()), None);
         entity_chunks.push((
             name.clone(),
             obj(json!({"chunk_ids": all, "count": all.len()})),
@@ -334,24 +361,21 @@ async fn merge_facts(
             .first()
             .map(|f| (f.src.clone(), f.tgt.clone()))
             .unwrap_or_else(|| (a.clone(), b.clone()));
-        edges.push((
-            src,
-            tgt,
-            obj(json!({
-                "weight": weight, "description": description, "keywords": keywords,
-                "source_id": source_id, "file_path": file_path, "created_at": created_at,
-                "truncate": "",
-            })),
-        ));
+        let edge = obj(json!({
+            "weight": weight, "description": description, "keywords": keywords,
+            "source_id": source_id, "file_path": file_path, "created_at": created_at,
+            "truncate": "",
+        }));
+        if old.as_ref() != Some(&edge) {
+            edges.push((src, tgt, edge));
+        }
         let key = text::relation_key(a, b);
-        let old_chunks = chunk_list(
-            backend
-                .kv(KvNamespace::RelationChunks)
-                .get(&key)
-                .await?
-                .as_ref(),
+        let stored = backend.kv(KvNamespace::RelationChunks).get(&key).await?;
+        let all = merge_list(
+            borrowed_chunk_list(stored.as_ref()),
+            facts.iter().map(|f| f.chunk_id.as_str()),
+            None,
         );
-        let all = merge_list(old_chunks, facts.iter().map(|f| f.chunk_id.clone()), None);
         relation_chunks.push((key, obj(json!({"chunk_ids": all, "count": all.len()}))));
         let content = format!("{keywords}\t{a}\n{b}\n{description}");
         relation_rows.push((
@@ -376,13 +400,13 @@ async fn merge_facts(
         .kv(KvNamespace::RelationChunks)
         .upsert(relation_chunks)
         .await?;
-    upsert_vectors(backend, embedder, VectorNamespace::Entities, entity_rows).await?;
+    upsert_changed_vectors(backend, embedder, VectorNamespace::Entities, entity_rows).await?;
     stale_rel_ids.retain(|id| !relation_rows.iter().any(|(r, _, _)| r == id));
     backend
         .vectors(VectorNamespace::Relationships)
         .delete(&stale_rel_ids)
         .await?;
-    upsert_vectors(
+    upsert_changed_vectors(
         backend,
         embedder,
         VectorNamespace::Relationships,
@@ -393,6 +417,42 @@ async fn merge_facts(
         entities.into_keys().collect(),
         relations.into_keys().collect(),
     ))
+}
+
+/// [`upsert_vectors`] for rows that may already be stored, as a hub entity is on nearly every
+/// merge: a row whose stored meta already says the same is left alone, and one whose content
+/// is unchanged keeps its stored vector. Once a description reaches its fragment cap and its
+/// `source_id` its cap, merging it costs a lookup instead of an embedding and a rewrite.
+async fn upsert_changed_vectors(
+    backend: &Backend,
+    embedder: &dyn Embedder,
+    ns: VectorNamespace,
+    rows: Vec<(String, String, Record)>,
+) -> Result<(), MergeError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let store = backend.vectors(ns);
+    let ids: Vec<String> = rows.iter().map(|(id, _, _)| id.clone()).collect();
+    let stored = store.get(&ids).await?;
+    let mut reused = Vec::new();
+    let mut fresh = Vec::new();
+    for (row, old) in rows.into_iter().zip(stored) {
+        let (id, content, meta) = row;
+        match old {
+            Some(old) if meta.iter().all(|(k, v)| old.meta.get(k) == Some(v)) => {}
+            Some(old) if old.meta.get("content").and_then(Value::as_str) == Some(&content) => {
+                reused.push(VectorItem {
+                    id,
+                    meta,
+                    vector: old.vector,
+                });
+            }
+            _ => fresh.push((id, content, meta)),
+        }
+    }
+    store.upsert(reused).await?;
+    upsert_vectors(backend, embedder, ns, fresh).await
 }
 
 /// Embeds `content` of each row and upserts the rows.

@@ -48,13 +48,22 @@ pub struct Ingest {
     duplicates: HashMap<String, BTreeMap<String, PathBuf>>,
     /// When the last flush ended, and how long it took.
     pub last_flush: (std::time::Instant, std::time::Duration),
+    /// A flush waiting for its spacing to pass (see [`Ingest::flush_due`]).
+    pub flush_at: Option<std::time::Instant>,
 }
 
 impl Ingest {
-    /// Whether a batch is complete: enough documents, and enough time since the last flush.
-    pub fn batch_due(&self) -> bool {
+    /// When the documents run since the last flush should be written, given whether the queue
+    /// has drained: `None` while a batch is still filling (or nothing ran). Either way no
+    /// sooner than `FLUSH_SPACING` times the last flush's duration after it — also when the
+    /// queue drains, since files trickling in (one per watcher debounce) would otherwise make
+    /// every document rewrite the whole store.
+    pub fn flush_due(&self, drained: bool) -> Option<std::time::Instant> {
+        if self.since_flush == 0 || !(drained || self.since_flush >= BATCH) {
+            return None;
+        }
         let (ended, took) = self.last_flush;
-        self.since_flush >= BATCH && ended.elapsed() >= took * FLUSH_SPACING
+        Some(ended + took * FLUSH_SPACING)
     }
 }
 
@@ -119,6 +128,7 @@ pub async fn start(
             config,
             _watcher: watcher,
             since_flush: 0,
+            flush_at: None,
             duplicates: HashMap::new(),
             last_flush: (std::time::Instant::now(), std::time::Duration::ZERO),
         },

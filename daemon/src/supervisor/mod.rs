@@ -29,6 +29,9 @@ use crate::ingest::watcher::FileEvent;
 use crate::registry::DbEntry;
 use crate::storage::{Backend, Counts};
 
+/// How long after a failed flush it is tried again (the changes stay in memory meanwhile).
+const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the outside world may read about a database at any moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbSnapshot {
@@ -247,6 +250,7 @@ impl Supervisor {
                 (Some(i), false) => i.queue.next_due(),
                 _ => None,
             };
+            let flush_at = self.ingest.as_ref().and_then(|i| i.flush_at);
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -270,6 +274,10 @@ impl Supervisor {
                     }
                     _ => events = None,
                 },
+                _ = sleep_until(flush_at), if flush_at.is_some() => {
+                    self.flush().await;
+                    self.publish();
+                }
                 _ = sleep_until(due), if due.is_some() => self.work_one().await,
             }
         }
@@ -303,8 +311,9 @@ impl Supervisor {
         });
     }
 
-    /// Runs one queued document, then flushes when a batch is complete or the queue is
-    /// drained, so that what is acknowledged as processed is on disk.
+    /// Runs one queued document, then flushes (now, or once its spacing has passed) when a
+    /// batch is complete or the queue is drained, so that what is acknowledged as processed
+    /// reaches the disk.
     async fn work_one(&mut self) {
         let Some(ing) = self.ingest.as_mut() else {
             return;
@@ -315,7 +324,13 @@ impl Supervisor {
             .queue
             .next_due()
             .is_none_or(|d| d > std::time::Instant::now());
-        let flush = ing.batch_due() || drained;
+        let flush_at = ing.flush_due(drained);
+        let flush = flush_at.is_some_and(|at| at <= std::time::Instant::now());
+        // A later one stands; an earlier pending one keeps its time.
+        ing.flush_at = match (ing.flush_at, flush_at) {
+            (Some(pending), Some(at)) => Some(pending.min(at)),
+            (pending, at) => pending.or(at),
+        };
         let depth = ing.queue.len() as u64;
         if let Some(r) = result {
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -344,10 +359,14 @@ impl Supervisor {
                   "pending changes could not be written; they stay in memory and are retried");
             self.snapshot
                 .send_modify(|s| s.last_error = Some(format!("flush failed: {e}")));
+            if let Some(ing) = self.ingest.as_mut() {
+                ing.flush_at = Some(std::time::Instant::now() + FLUSH_RETRY);
+            }
             return;
         }
         if let Some(ing) = self.ingest.as_mut() {
             ing.since_flush = 0;
+            ing.flush_at = None;
             ing.last_flush = (std::time::Instant::now(), started.elapsed());
             if let Err(e) = ing.queue.save() {
                 warn!(db = %self.name, error = %e, "cannot save the ingest queue");

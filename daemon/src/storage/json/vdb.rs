@@ -350,14 +350,41 @@ fn next_write_seq() -> u64 {
 }
 
 /// `base64(zlib(float16 LE))` of a raw embedding, as LightRAG stores it in `vector`.
-fn encode_f16_zlib(v: &[f32]) -> io::Result<String> {
-    let mut bytes = Vec::with_capacity(v.len() * 2);
+///
+/// The zlib stream holds stored (uncompressed) blocks: float16 embeddings shrink by a few
+/// percent at best, while setting up a deflate state zeroes a few hundred KiB — more work
+/// than the vector itself, on every row an ingest writes. Any zlib reader (Python's
+/// `zlib.decompress` included) decodes stored blocks.
+fn encode_f16_zlib(v: &[f32]) -> String {
+    let mut raw = Vec::with_capacity(v.len() * 2);
     for &x in v {
-        bytes.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
+        raw.extend_from_slice(&half::f16::from_f32(x).to_le_bytes());
     }
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
-    z.write_all(&bytes)?;
-    Ok(STANDARD.encode(z.finish()?))
+    STANDARD.encode(zlib_stored(&raw))
+}
+
+/// A zlib stream (RFC 1950) of `data` in stored deflate blocks (RFC 1951 §3.2.4).
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    const MAX_BLOCK: usize = 65_535;
+    let blocks = data.len().div_ceil(MAX_BLOCK).max(1);
+    let mut out = Vec::with_capacity(2 + blocks * 5 + data.len() + 4);
+    // CMF: deflate, 32 KiB window; FLG: no dictionary, fastest level, header check bits.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut chunks = data.chunks(MAX_BLOCK).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        // `chunks(MAX_BLOCK)` keeps every length within u16.
+        let len = chunk.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&adler2::adler32_slice(data).to_be_bytes());
+    out
 }
 
 /// L2-normalised copy of `v` (the matrix row nano-vectordb keeps for cosine).
@@ -493,8 +520,7 @@ impl JsonVectorStore {
             }
         }
         out.extend_from_slice(b",\"vector\":\"");
-        let enc = encode_f16_zlib(&item.vector)
-            .map_err(|e| StorageError::Backend(format!("compressing a vector: {e}")))?;
+        let enc = encode_f16_zlib(&item.vector);
         out.extend_from_slice(enc.as_bytes());
         out.extend_from_slice(b"\"}");
         jsonio::raw_from_bytes(out)
@@ -899,6 +925,19 @@ mod tests {
     use super::*;
     use crate::storage::json::kv::tests::{counts, fixture_dir};
     use serde_json::Value;
+
+    #[test]
+    fn stored_zlib_streams_decode_with_a_real_inflater() {
+        for len in [0usize, 1, 768, 65_535, 65_536, 200_001] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let z = zlib_stored(&data);
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(z.as_slice())
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "length {len}");
+        }
+    }
 
     fn expected_rows(fixture: &str, ns: VectorNamespace) -> u64 {
         let c = counts(fixture);
