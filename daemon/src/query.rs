@@ -1,8 +1,10 @@
 //! Retrieval over the storage traits, in LightRAG's modes: `naive` (chunk vectors), `local`
 //! (entity vectors, then their chunks), `global` (relation vectors, then their chunks),
-//! `hybrid` (local + global) and `mix` (hybrid + naive). Keywords come from the query text
-//! itself (an LLM keyword step can replace it). Results are ordered by score, then id, so the
-//! same data gives the same answer on any backend.
+//! `hybrid` (local + global) and `mix` (hybrid + naive). With a chat model configured, entities
+//! are searched by the question's low-level keywords and relations by its high-level ones, as
+//! the model names them (cached); without one, or when the model gives none, by the question
+//! itself. Results are ordered by score, then id, so the same data gives the same answer on
+//! any backend.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,7 @@ use serde_json::Value;
 
 use crate::ingest::text::GRAPH_FIELD_SEP;
 use crate::providers::Providers;
+use crate::providers::keywords::{self, Keywords};
 use crate::storage::{Backend, KvNamespace, StorageError, VectorMatch, VectorNamespace};
 
 /// LightRAG's default `top_k`.
@@ -92,12 +95,6 @@ pub async fn run(
     db: &str,
 ) -> Result<QueryResult, QueryError> {
     let top_k = top_k.unwrap_or(DEFAULT_TOP_K).max(1);
-    let vectors = providers
-        .embedder
-        .embed(&[text.to_owned()])
-        .await
-        .map_err(|e| QueryError::Embed(e.to_string()))?;
-    let q = vectors.into_iter().next().unwrap_or_default();
     let (local, global, naive) = match mode {
         QueryMode::Naive => (false, false, true),
         QueryMode::Local => (true, false, false),
@@ -105,6 +102,40 @@ pub async fn run(
         QueryMode::Hybrid => (true, true, false),
         QueryMode::Mix => (true, true, true),
     };
+    let kw = match (&providers.llm, local || global) {
+        (Some(llm), true) => keywords::extract(
+            llm.as_ref(),
+            Some(backend.kv(KvNamespace::LlmResponseCache)),
+            mode.as_str(),
+            text,
+        )
+        .await
+        .map_err(|e| QueryError::Llm(format!("asking for the query's keywords: {e}")))?,
+        _ => Keywords::default(),
+    };
+    let or_question = |words: &[String]| {
+        if words.is_empty() {
+            text.to_owned()
+        } else {
+            words.join(", ")
+        }
+    };
+    let texts = [
+        text.to_owned(),
+        or_question(&kw.low_level),
+        or_question(&kw.high_level),
+    ];
+    let vectors = providers
+        .embedder
+        .embed(&texts)
+        .await
+        .map_err(|e| QueryError::Embed(e.to_string()))?;
+    let mut vectors = vectors.into_iter();
+    let (q, q_low, q_high) = (
+        vectors.next().unwrap_or_default(),
+        vectors.next().unwrap_or_default(),
+        vectors.next().unwrap_or_default(),
+    );
     let mut result = QueryResult {
         db: db.to_owned(),
         mode,
@@ -117,7 +148,7 @@ pub async fn run(
     if local {
         let hits = backend
             .vectors(VectorNamespace::Entities)
-            .query(&q, top_k, COSINE_THRESHOLD)
+            .query(&q_low, top_k, COSINE_THRESHOLD)
             .await?;
         for h in &hits {
             let name = meta_str(h, "entity_name");
@@ -145,7 +176,7 @@ pub async fn run(
     if global {
         let hits = backend
             .vectors(VectorNamespace::Relationships)
-            .query(&q, top_k, COSINE_THRESHOLD)
+            .query(&q_high, top_k, COSINE_THRESHOLD)
             .await?;
         for h in &hits {
             add_sources(
@@ -203,4 +234,139 @@ pub async fn run(
         );
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::ingest::chunking::Chunker;
+    use crate::ingest::pipeline::Pipeline;
+    use crate::providers::testserver::{Reply, TestServer};
+    use crate::providers::{self, ProviderSettings};
+    use crate::storage::json::JsonStores;
+
+    const SHIPPING: &str = "Borealis Shipping runs ferries from Marlow Harbour. Borealis Shipping \
+        hired Nadia Petrova to plan the northern routes out of Marlow Harbour.";
+    const ACADEMIA: &str = "Aster University works with Ava Anders on federated learning. Ava \
+        Anders teaches at Aster University in Westbrook.";
+
+    #[tokio::test]
+    async fn llm_keywords_steer_entity_search_and_are_cached_per_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(
+            JsonStores::open(dir.path(), None, None)
+                .unwrap()
+                .into_backend()
+                .unwrap(),
+        );
+        let cache = backend.kv(KvNamespace::LlmResponseCache).clone();
+        let builtin =
+            providers::from_settings(&ProviderSettings::default(), cache.clone(), &|_| None)
+                .unwrap();
+        let pipeline = Pipeline::new(backend.clone(), builtin.clone(), Chunker::shared().unwrap())
+            .await
+            .unwrap();
+        pipeline.upsert_file("ships.md", SHIPPING).await.unwrap();
+        pipeline.upsert_file("school.md", ACADEMIA).await.unwrap();
+
+        let answer = json!({"high_level_keywords": ["ferry routes"],
+                            "low_level_keywords": ["Borealis Shipping", "Marlow Harbour"]})
+        .to_string();
+        let server = TestServer::start(move |_req, _n| {
+            Reply::json(
+                200,
+                json!({"choices": [{"index": 0, "message": {"role": "assistant",
+                "content": format!("```json\n{answer}\n```")}, "finish_reason": "stop"}]}),
+            )
+        })
+        .await;
+        let settings = ProviderSettings {
+            llm_model: Some("openai/gpt-test".into()),
+            api_base: Some(server.base_url()),
+            max_attempts: Some(1),
+            ..Default::default()
+        };
+        let with_llm = providers::from_settings(&settings, cache.clone(), &|_| None).unwrap();
+        let p = Providers {
+            llm: with_llm.llm,
+            ..builtin
+        };
+
+        let question = "Who should I ask about this?";
+        let r = run(
+            &backend,
+            &p,
+            QueryMode::Local,
+            question,
+            Some(3),
+            false,
+            "t",
+        )
+        .await
+        .unwrap();
+        let top = r
+            .entities
+            .first()
+            .map(|e| e.id.as_str())
+            .unwrap_or_default();
+        assert!(
+            top == "Borealis Shipping" || top == "Marlow Harbour",
+            "{:?}",
+            r.entities
+        );
+        assert_eq!(server.requests().len(), 1);
+
+        // The same question in the same mode: answered from the cache.
+        let again = run(
+            &backend,
+            &p,
+            QueryMode::Local,
+            question,
+            Some(3),
+            false,
+            "t",
+        )
+        .await
+        .unwrap();
+        assert_eq!(again, r);
+        assert_eq!(server.requests().len(), 1);
+        let key = keywords::cache_key("local", &format!("Question: {question}"), "openai/gpt-test");
+        let record = cache
+            .get(&key)
+            .await
+            .unwrap()
+            .expect("the keywords are cached");
+        assert_eq!(record["cache_type"], "keywords");
+
+        // Naive mode needs no keywords; another mode asks again.
+        run(
+            &backend,
+            &p,
+            QueryMode::Naive,
+            question,
+            Some(3),
+            false,
+            "t",
+        )
+        .await
+        .unwrap();
+        assert_eq!(server.requests().len(), 1);
+        run(
+            &backend,
+            &p,
+            QueryMode::Global,
+            question,
+            Some(3),
+            false,
+            "t",
+        )
+        .await
+        .unwrap();
+        assert_eq!(server.requests().len(), 2);
+    }
 }

@@ -117,6 +117,19 @@ pub enum QueryMode {
     Mix,
 }
 
+impl QueryMode {
+    /// LightRAG's name of the mode (also its LLM-cache key prefix).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueryMode::Naive => "naive",
+            QueryMode::Local => "local",
+            QueryMode::Global => "global",
+            QueryMode::Hybrid => "hybrid",
+            QueryMode::Mix => "mix",
+        }
+    }
+}
+
 /// `hragctl query`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]

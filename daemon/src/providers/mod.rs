@@ -68,10 +68,11 @@
 pub mod builtin;
 pub mod config;
 pub mod extraction;
+pub mod keywords;
 mod lexicon;
 pub mod openai;
 #[cfg(test)]
-mod testserver;
+pub(crate) mod testserver;
 
 use std::fmt;
 use std::sync::Arc;
