@@ -151,6 +151,10 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
         configured
     } else {
         let port = opts.port.unwrap_or(DEFAULT_PORT);
+        // Checked before initdb too, so a refused run leaves no cluster bound to that port.
+        if !super::port_free(port) {
+            return Err(port_in_use(port));
+        }
         init_cluster(runner, &bin, &l, owner.as_ref(), port)?;
         actions.push(format!("initialised a cluster in {}", l.data.display()));
         port
@@ -167,13 +171,7 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
         .map_err(|e| fail(code::UNAVAILABLE, format!("cannot run pg_ctl: {e}")))?;
     if !status.success {
         if !super::port_free(port) {
-            return Err(fail(
-                code::PORT_IN_USE,
-                format!(
-                    "port {port} on 127.0.0.1 is in use by another program: choose another with \
-                     --port (for a new --dir)"
-                ),
-            ));
+            return Err(port_in_use(port));
         }
         let log = l.log.join("postgres.log");
         let out = runner
@@ -274,6 +272,16 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
         registered: opts.db.clone(),
         password_file: Some(l.password.display().to_string()),
     })
+}
+
+fn port_in_use(port: u16) -> ClientError {
+    fail(
+        code::PORT_IN_USE,
+        format!(
+            "port {port} on 127.0.0.1 is in use by another program: choose another with --port \
+             (for a new --dir)"
+        ),
+    )
 }
 
 fn path(p: &Path) -> String {
