@@ -270,7 +270,11 @@ fn run_setup(cmd: BackendCommand, socket: PathBuf, json: bool) -> Result<i32, cl
         } => {
             let opts = setup::docker::Options {
                 port,
-                password,
+                password: password.or_else(|| {
+                    std::env::var("POSTGRES_PASSWORD")
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                }),
                 volume,
                 db,
                 socket,

@@ -28,6 +28,7 @@ const PROJECT: &str = "hrag";
 
 pub struct Options {
     pub port: Option<u16>,
+    /// `--password`, else `$POSTGRES_PASSWORD` (the caller merges them).
     pub password: Option<String>,
     pub volume: Option<String>,
     pub db: Option<String>,
@@ -256,20 +257,24 @@ impl Project<'_> {
     }
 }
 
+/// Password, port and volume, and where they came from.
+struct Resolved {
+    settings: Settings,
+    /// No password was given or saved: a new one was made (fine only for a new container).
+    password_generated: bool,
+    /// The port saved in the project's `.env` by an earlier run.
+    saved_port: Option<u16>,
+}
+
 /// Resolves password, port and volume: flags, then the project's `.env`, then defaults (a new
-/// random password). `POSTGRES_PASSWORD` from the environment counts as the flag.
-fn settings(opts: &Options, env_file: &Path) -> Result<Settings, ClientError> {
+/// random password).
+fn settings(opts: &Options, env_file: &Path) -> Result<Resolved, ClientError> {
     let (pw, port, volume) = std::fs::read_to_string(env_file)
         .map(|t| Settings::parse(&t))
         .unwrap_or_default();
-    let flag_pw = opts.password.clone().or_else(|| {
-        std::env::var("POSTGRES_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty())
-    });
-    let password = match flag_pw.or(pw) {
-        Some(p) => p,
-        None => super::random_password()?,
+    let (password, password_generated) = match opts.password.clone().or(pw) {
+        Some(p) => (p, false),
+        None => (super::random_password()?, true),
     };
     if password.is_empty() || password.contains(['\n', '\r', '\'']) {
         return Err(fail(
@@ -277,15 +282,45 @@ fn settings(opts: &Options, env_file: &Path) -> Result<Settings, ClientError> {
             "the password must be one non-empty line without single quotes",
         ));
     }
-    Ok(Settings {
-        password,
-        port: opts.port.or(port).unwrap_or(DEFAULT_PORT),
-        volume: opts
-            .volume
-            .clone()
-            .or(volume)
-            .unwrap_or_else(|| DEFAULT_VOLUME.to_owned()),
+    Ok(Resolved {
+        settings: Settings {
+            password,
+            port: opts.port.or(port).unwrap_or(DEFAULT_PORT),
+            volume: opts
+                .volume
+                .clone()
+                .or(volume)
+                .unwrap_or_else(|| DEFAULT_VOLUME.to_owned()),
+        },
+        password_generated,
+        saved_port: port,
     })
+}
+
+/// An existing container keeps its port and password: refuse flags that contradict them
+/// rather than register a connection that cannot work.
+fn check_existing(opts: &Options, r: &Resolved) -> Result<(), ClientError> {
+    if let (Some(saved), Some(asked)) = (r.saved_port, opts.port)
+        && saved != asked
+    {
+        return Err(fail(
+            hrag_proto::exit::INVALID,
+            format!(
+                "{CONTAINER} already exists, published on port {saved}: pass --port {saved}, or \
+                 remove the container to publish another port"
+            ),
+        ));
+    }
+    if r.password_generated && opts.db.is_some() {
+        return Err(fail(
+            hrag_proto::exit::INVALID,
+            format!(
+                "{CONTAINER} already exists but hragctl does not know its password: pass \
+                 --password (or set POSTGRES_PASSWORD)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError> {
@@ -294,9 +329,14 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
         dir: &opts.dir,
     };
     p.check_docker()?;
-    let s = settings(opts, &p.env_path())?;
+    let resolved = settings(opts, &p.env_path())?;
+    let s = &resolved.settings;
+    let state = p.state()?;
+    if state != State::Absent {
+        check_existing(opts, &resolved)?;
+    }
     let mut actions = Vec::new();
-    match p.state()? {
+    match state {
         State::Absent => {
             if !super::port_free(s.port) {
                 return Err(fail(
@@ -307,7 +347,7 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
                     ),
                 ));
             }
-            p.write_files(&s)?;
+            p.write_files(s)?;
             p.run(
                 &p.compose().args(["up", "-d", "postgres"]),
                 code::CREATE_FAILED,
@@ -320,8 +360,9 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
         }
         State::Present { status, .. } if status == "running" => {}
         State::Present { status, .. } => {
-            if !p.env_path().is_file() {
-                p.write_files(&s)?;
+            // Saved for later runs only when the password is known, never a guessed one.
+            if !p.env_path().is_file() && !resolved.password_generated {
+                p.write_files(s)?;
             }
             let verb = if status == "paused" {
                 "unpause"
@@ -389,4 +430,125 @@ pub fn plan(opts: &Options) -> (String, Vec<String>) {
         ));
     }
     (COMPOSE_FILE.to_owned(), cmds)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::setup::runner::Outcome;
+
+    /// Answers like docker would, from a list of `docker inspect` results consumed in order
+    /// (the last one repeats), and records every command.
+    struct Scripted {
+        inspect: RefCell<Vec<Option<&'static str>>>,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(inspect: Vec<Option<&'static str>>) -> Scripted {
+            Scripted {
+                inspect: RefCell::new(inspect),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Runner for Scripted {
+        fn run(&self, cmd: &Cmd) -> std::io::Result<Outcome> {
+            self.calls.borrow_mut().push(cmd.args.join(" "));
+            let ok = |out: &str| Outcome {
+                success: true,
+                stdout: out.to_owned(),
+                stderr: String::new(),
+            };
+            Ok(match cmd.args.first().map(String::as_str) {
+                Some("inspect") => {
+                    let mut q = self.inspect.borrow_mut();
+                    let next = if q.len() > 1 { q.remove(0) } else { q[0] };
+                    match next {
+                        Some(state) => ok(state),
+                        None => Outcome {
+                            success: false,
+                            stdout: String::new(),
+                            stderr: "Error: No such object: hybridrag-postgres".into(),
+                        },
+                    }
+                }
+                _ => ok(""),
+            })
+        }
+    }
+
+    fn options(dir: &str) -> Options {
+        let dir = std::env::temp_dir().join(format!("hrag-{dir}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Options {
+            port: Some(0),
+            password: Some("pw".into()),
+            volume: None,
+            db: None,
+            socket: "/nonexistent".into(),
+            dir,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn absent_is_created_then_waited_for_until_healthy() {
+        let runner = Scripted::new(vec![
+            None,
+            Some("running starting"),
+            Some("running healthy"),
+        ]);
+        let opts = options("created");
+        let report = setup(&runner, &opts)
+            .map_err(|e| e.message)
+            .unwrap_or_else(|m| panic!("{m}"));
+        let calls = runner.calls.borrow();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.ends_with("up -d postgres"))
+                .count(),
+            1
+        );
+        assert_eq!(calls.iter().filter(|c| c.starts_with("inspect")).count(), 3);
+        assert!(
+            calls
+                .last()
+                .is_some_and(|c| c.contains("CREATE EXTENSION IF NOT EXISTS vector"))
+        );
+        assert!(report.changed);
+        let _ = std::fs::remove_dir_all(&opts.dir);
+    }
+
+    #[test]
+    fn an_existing_container_with_an_unknown_password_is_not_registered() {
+        let runner = Scripted::new(vec![Some("running healthy")]);
+        let mut opts = options("unknown");
+        opts.password = None;
+        opts.db = Some("notes".into());
+        let err = setup(&runner, &opts).err().map(|e| (e.code, e.message));
+        let (code, message) = err.unwrap_or_default();
+        assert_eq!(code, hrag_proto::exit::INVALID, "{message}");
+        assert!(message.contains("--password"), "{message}");
+        assert!(!runner.calls.borrow().iter().any(|c| c.contains(" up ")));
+    }
+
+    #[test]
+    fn env_file_round_trips_and_quotes_the_password() {
+        let s = Settings {
+            password: "a$b c".into(),
+            port: 5499,
+            volume: "v1".into(),
+        };
+        let text = s.env_text();
+        assert!(text.contains("POSTGRES_PASSWORD='a$b c'"));
+        assert_eq!(
+            Settings::parse(&text),
+            (Some("a$b c".into()), Some(5499), Some("v1".into()))
+        );
+    }
 }
