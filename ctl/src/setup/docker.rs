@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::client::ClientError;
 
-use super::register::{self, Registration};
 use super::runner::{Cmd, Runner};
 use super::{Report, code, fail};
 
@@ -385,21 +384,20 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
     )?;
 
     let clean = format!("postgresql://{USER}@127.0.0.1:{}/{DATABASE}", s.port);
-    if let Some(db) = &opts.db
-        && register::register(&opts.socket, db, &clean, &s.password)? == Registration::Updated
-    {
-        actions.push(format!("pointed the database {db} at {clean}"));
-    }
-    Ok(Report {
+    let mut report = Report {
         kind: "docker",
         changed: !actions.is_empty(),
         actions,
         location: format!("container {CONTAINER}, volume {}", s.volume),
         port: s.port,
         connection: clean,
-        registered: opts.db.clone(),
+        registered: None,
+        served: None,
+        served_note: None,
         password_file: Some(p.env_path().display().to_string()),
-    })
+    };
+    super::register_into(&mut report, &opts.socket, opts.db.as_deref(), &s.password)?;
+    Ok(report)
 }
 
 /// `--dry-run`: the compose file and the commands a run on an empty host would issue.

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use crate::client::ClientError;
 
-use super::register::{self, Registration};
 use super::runner::{Cmd, Runner};
 use super::{Report, code, fail};
 
@@ -257,21 +256,20 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
 
     // 4. The registry.
     let clean = format!("postgresql://{ROLE}@127.0.0.1:{port}/{DATABASE}");
-    if let Some(db) = &opts.db
-        && register::register(&opts.socket, db, &clean, &password)? == Registration::Updated
-    {
-        actions.push(format!("pointed the database {db} at {clean}"));
-    }
-    Ok(Report {
+    let mut report = Report {
         kind: "local",
         changed: !actions.is_empty(),
         actions,
         location: l.data.display().to_string(),
         port,
         connection: clean,
-        registered: opts.db.clone(),
+        registered: None,
+        served: None,
+        served_note: None,
         password_file: Some(l.password.display().to_string()),
-    })
+    };
+    super::register_into(&mut report, &opts.socket, opts.db.as_deref(), &password)?;
+    Ok(report)
 }
 
 fn port_in_use(port: u16) -> ClientError {

@@ -47,6 +47,10 @@ pub struct Report {
     pub connection: String,
     /// The hrag database now pointing at this server, if one was named.
     pub registered: Option<String>,
+    /// Whether hragd has that database open on this server (None: no database named).
+    pub served: Option<bool>,
+    /// Why hragd does not serve it yet, when it does not.
+    pub served_note: Option<String>,
     /// Password location, for the user's own tools (a 0600 file).
     pub password_file: Option<String>,
 }
@@ -66,6 +70,9 @@ impl Report {
         if !self.changed {
             println!("nothing changed: PostgreSQL + pgvector already set up");
         }
+        if let (Some(db), Some(note)) = (&self.registered, &self.served_note) {
+            eprintln!("hragctl: warning: hragd does not serve {db} from this server yet: {note}");
+        }
         let rows = [
             ("server", self.location.clone()),
             ("port", self.port.to_string()),
@@ -84,6 +91,33 @@ impl Report {
             println!("{k:<width$}  {v}");
         }
     }
+}
+
+/// Registers `db` (if named) and fills the report's registration fields.
+pub fn register_into(
+    report: &mut Report,
+    socket: &std::path::Path,
+    db: Option<&str>,
+    password: &str,
+) -> Result<(), ClientError> {
+    let Some(db) = db else { return Ok(()) };
+    let (registration, served) = register::register(socket, db, &report.connection, password)?;
+    if registration == register::Registration::Updated {
+        report.actions.push(format!(
+            "pointed the database {db} at {}",
+            report.connection
+        ));
+        report.changed = true;
+    }
+    report.registered = Some(db.to_owned());
+    match served {
+        register::Served::Connected => report.served = Some(true),
+        register::Served::NotYet(why) => {
+            report.served = Some(false);
+            report.served_note = Some(why);
+        }
+    }
+    Ok(())
 }
 
 /// Is `port` free on the loopback interface (where both setups publish Postgres)?

@@ -4,8 +4,9 @@
 //! file, so the registry never holds it.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use hrag_proto::{BackendKind, Request, Response, SetBackendSpec, exit};
+use hrag_proto::{BackendHealth, BackendKind, Request, Response, SetBackendSpec, exit};
 
 use crate::client::{self, ClientError};
 
@@ -16,13 +17,27 @@ pub enum Registration {
     Updated,
 }
 
-/// Points `db` at `clean_dsn` (no password) with `password` (moved to a 0600 file by hragd).
+/// Whether hragd has opened the database on the server by the time setup returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    Connected,
+    /// Not (yet): hragd's reason.
+    NotYet(String),
+}
+
+/// How long setup waits for hragd to open the database on its new server: a store opens in
+/// well under a second, and a setup that returned before it did would leave `backend status`
+/// showing the database as still starting.
+const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Points `db` at `clean_dsn` (no password) with `password` (moved to a 0600 file by hragd),
+/// then waits until hragd serves it from there.
 pub fn register(
     socket: &Path,
     db: &str,
     clean_dsn: &str,
     password: &str,
-) -> Result<Registration, ClientError> {
+) -> Result<(Registration, Served), ClientError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -31,31 +46,57 @@ pub fn register(
             message: format!("cannot start the async runtime: {e}"),
         })?;
     runtime.block_on(async {
-        let shown = call(
-            socket,
-            Request::DbShow {
-                name: db.to_owned(),
-            },
-        )
-        .await?;
-        if let Response::DbShow(detail) = shown
-            && already_registered(&detail.entry_json, clean_dsn)
-        {
-            return Ok(Registration::Unchanged);
-        }
-        let with_password = with_password(clean_dsn, password);
-        call(
-            socket,
-            Request::DbSetBackend(SetBackendSpec {
-                name: db.to_owned(),
-                backend: BackendKind::Postgres,
-                connection_string: Some(with_password),
-                password_file: None,
-            }),
-        )
-        .await?;
-        Ok(Registration::Updated)
+        let show = Request::DbShow {
+            name: db.to_owned(),
+        };
+        let registration = match call(socket, show).await? {
+            Response::DbShow(detail) if already_registered(&detail.entry_json, clean_dsn) => {
+                Registration::Unchanged
+            }
+            _ => {
+                let set = Request::DbSetBackend(set_backend(db, clean_dsn, password));
+                call(socket, set).await?;
+                Registration::Updated
+            }
+        };
+        Ok((registration, wait_served(socket, db).await?))
     })
+}
+
+/// The one place that builds the request (its shape is the protocol's, not setup's).
+fn set_backend(db: &str, clean_dsn: &str, password: &str) -> SetBackendSpec {
+    SetBackendSpec {
+        name: db.to_owned(),
+        backend: BackendKind::Postgres,
+        connection_string: Some(with_password(clean_dsn, password)),
+        password_file: None,
+    }
+}
+
+/// Polls `backend status DB` until hragd has the database open on Postgres, reports an error
+/// for it, or [`SERVE_TIMEOUT`] passes.
+async fn wait_served(socket: &Path, db: &str) -> Result<Served, ClientError> {
+    let deadline = Instant::now() + SERVE_TIMEOUT;
+    loop {
+        let request = Request::BackendStatus {
+            db: Some(db.to_owned()),
+            verbose: false,
+        };
+        let report = match call(socket, request).await? {
+            Response::BackendStatus(mut reports) if !reports.is_empty() => reports.swap_remove(0),
+            _ => return Ok(Served::NotYet("hragd sent no status for it".into())),
+        };
+        if report.backend_type == "postgres" && report.metrics.is_connected {
+            return Ok(Served::Connected);
+        }
+        if report.status == BackendHealth::Error || Instant::now() >= deadline {
+            let why = report
+                .reason
+                .unwrap_or_else(|| format!("its backend status is {:?}", report.status));
+            return Ok(Served::NotYet(why));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn call(socket: &Path, request: Request) -> Result<Response, ClientError> {

@@ -296,6 +296,13 @@ fn setup_local_makes_a_pgvector_cluster_registers_it_and_is_idempotent() {
     assert_eq!(third["changed"], false, "{third}");
     assert_eq!(third["actions"], serde_json::json!([]));
     assert_eq!(third["connection"], dsn.as_str());
+    // setup waits for hragd to open the database there, and says why when it cannot.
+    assert_eq!(third["registered"], "local1");
+    match third["served"].as_bool() {
+        Some(true) => {}
+        Some(false) => assert!(third["served_note"].as_str().is_some_and(|n| !n.is_empty())),
+        None => panic!("no served field: {third}"),
+    }
     assert!(!third.to_string().contains(&password));
 
     // The same cluster asked for on another port is refused, clearly.
