@@ -484,14 +484,13 @@ fn setup_docker_without_docker_says_so_and_exits_1() {
 }
 
 #[test]
-fn setup_docker_creates_once_registers_and_then_only_reports() {
+fn setup_docker_creates_once_then_only_reports_or_starts() {
     let fake = FakeDocker::new();
-    let mut d = TestDaemon::new(ONE_DB);
-    d.start();
+    let nosock = Path::new("/nonexistent/hragd.sock");
     let port = free_port().to_string();
-    let args = ["backend", "setup-docker", "--port", &port, "--db", "local1"];
+    let args = ["backend", "setup-docker", "--port", &port];
 
-    let first = fake.ctl(&d.socket, &args);
+    let first = fake.ctl(nosock, &args);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let calls = fake.calls();
     let ups: Vec<_> = calls
@@ -530,29 +529,17 @@ fn setup_docker_creates_once_registers_and_then_only_reports() {
         .unwrap()
         .to_owned();
     assert!(password.len() >= 32);
-
-    // Registered, with the password only in hragd's 0600 file.
-    let registry = d.registry_text();
-    assert!(registry.contains("backend_type: postgres"), "{registry}");
-    assert!(registry.contains(&format!(
-        "postgresql://hybridrag@127.0.0.1:{port}/hybridrag"
-    )));
-    let secret = d.state.join("secrets/local1.password");
-    assert_eq!(std::fs::read_to_string(&secret).unwrap(), password);
-    assert_eq!(mode(&secret), 0o600);
     for (what, text) in [
-        ("registry", registry.clone()),
         ("docker arguments", calls.join("\n")),
         ("stdout", stdout(&first)),
         ("stderr", stderr(&first)),
-        ("hragd log", d.log_text()),
     ] {
         assert!(!text.contains(&password), "password in the {what}");
     }
 
-    // Second run: running and healthy → report only; no `up`, registry unchanged.
+    // Second run: running and healthy → report only; no `up`, files unchanged.
     let n = fake.calls().len();
-    let second = fake.ctl(&d.socket, &args);
+    let second = fake.ctl(nosock, &args);
     assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
     assert!(
         stdout(&second).contains("nothing changed"),
@@ -564,14 +551,14 @@ fn setup_docker_creates_once_registers_and_then_only_reports() {
         !new_calls.iter().any(|c| c.contains(" up ")),
         "{new_calls:#?}"
     );
-    assert_eq!(registry, d.registry_text());
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), env);
 
     // Stopped → started, not re-created; --json reports it without the password.
     fake.set_state("exited");
     let n = fake.calls().len();
     let mut json_args = vec!["--json"];
     json_args.extend_from_slice(&args);
-    let third = fake.ctl(&d.socket, &json_args);
+    let third = fake.ctl(nosock, &json_args);
     assert_eq!(third.status.code(), Some(0), "{}", stderr(&third));
     let report: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
     assert_eq!(report["changed"], true);
@@ -586,6 +573,103 @@ fn setup_docker_creates_once_registers_and_then_only_reports() {
         !new_calls.iter().any(|c| c.contains(" up ")),
         "{new_calls:#?}"
     );
+}
+
+/// Runs SQL statements on `url` (a private cluster that trusts local connections).
+fn exec_sql(url: &str, sql: &'static str) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn setup_docker_registers_a_running_server_with_the_password_in_a_0600_file() {
+    // The "container" is a real private PostgreSQL published on its port, so hragd can reach
+    // what it is pointed at; the stand-in docker reports it running and healthy.
+    let pg = crate::support::pg::PgCluster::start();
+    // One statement each: a multi-statement string runs in one transaction, which CREATE
+    // DATABASE refuses.
+    exec_sql(&pg.url(), "CREATE ROLE hybridrag LOGIN");
+    exec_sql(&pg.url(), "CREATE DATABASE hybridrag OWNER hybridrag");
+    exec_sql(
+        &format!("postgres://postgres@127.0.0.1:{}/hybridrag", pg.port()),
+        "CREATE EXTENSION IF NOT EXISTS vector",
+    );
+    let fake = FakeDocker::new();
+    fake.set_state("running healthy");
+    let mut d = TestDaemon::new(ONE_DB);
+    d.start();
+    let port = pg.port().to_string();
+    let args = ["backend", "setup-docker", "--port", &port, "--db", "local1"];
+
+    // An existing container whose password hragctl does not know is not registered.
+    let out = fake.ctl(&d.socket, &args);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--password"), "{}", stderr(&out));
+    assert!(!d.registry_text().contains("postgres"));
+
+    let password = "s3cret-from-env";
+    let run = |args: &[&str]| {
+        let mut c = Command::new(hragctl());
+        c.arg("--socket")
+            .arg(&d.socket)
+            .args(args)
+            .env("PATH", format!("{}:/usr/bin:/bin", fake.bin().display()))
+            .env("HRAG_DOCKER_DIR", fake.project())
+            .env("POSTGRES_PASSWORD", password)
+            .stdin(Stdio::null());
+        c.output().unwrap()
+    };
+    let first = run(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("pointed the database local1"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        !fake.calls().iter().any(|c| c.contains(" up ")),
+        "a running container is not re-created"
+    );
+
+    let registry = d.registry_text();
+    assert!(registry.contains("backend_type: postgres"), "{registry}");
+    assert!(registry.contains(&format!(
+        "postgresql://hybridrag@127.0.0.1:{port}/hybridrag"
+    )));
+    let secret = d.state.join("secrets/local1.password");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), password);
+    assert_eq!(mode(&secret), 0o600);
+    for (what, text) in [
+        ("registry", registry.clone()),
+        ("docker arguments", fake.calls().join("\n")),
+        ("stdout", stdout(&first)),
+        ("stderr", stderr(&first)),
+        ("hragd log", d.log_text()),
+    ] {
+        assert!(!text.contains(password), "password in the {what}");
+    }
+
+    // Again: nothing to do, registry untouched.
+    let second = run(&args);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("nothing changed"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(registry, d.registry_text());
 }
 
 #[test]
