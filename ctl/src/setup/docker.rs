@@ -189,6 +189,12 @@ impl Project<'_> {
         .map(|_| ())
     }
 
+    /// Whether a Docker volume of that name exists (any failure counts as no).
+    fn volume_exists(&self, name: &str) -> bool {
+        let cmd = Cmd::new("docker").args(["volume", "inspect", name]);
+        self.runner.run(&cmd).is_ok_and(|o| o.success)
+    }
+
     fn state(&self) -> Result<State, ClientError> {
         let out = self
             .runner
@@ -346,6 +352,20 @@ pub fn setup(runner: &dyn Runner, opts: &Options) -> Result<Report, ClientError>
                     ),
                 ));
             }
+            // Postgres takes POSTGRES_PASSWORD only when it initialises an empty volume: a
+            // volume left by an earlier install keeps its own password, which a new random one
+            // would not match.
+            if resolved.password_generated && p.volume_exists(&s.volume) {
+                return Err(fail(
+                    hrag_proto::exit::INVALID,
+                    format!(
+                        "the volume {} already holds a database whose password hragctl does not \
+                         know: pass --password (or set POSTGRES_PASSWORD), or choose another \
+                         --volume",
+                        s.volume
+                    ),
+                ));
+            }
             p.write_files(s)?;
             p.run(
                 &p.compose().args(["up", "-d", "postgres"]),
@@ -412,6 +432,7 @@ pub fn plan(opts: &Options) -> (String, Vec<String>) {
         "docker info --format '{{.ServerVersion}}'".to_owned(),
         "docker compose version".to_owned(),
         p.inspect().display(),
+        format!("docker volume inspect {volume}   (an existing volume needs its password)"),
         format!(
             "write {} and {} (0600: POSTGRES_PASSWORD=***, HRAG_PG_PORT={port}, HRAG_PG_VOLUME={volume})",
             p.compose_path().display(),

@@ -391,6 +391,8 @@ case "$1" in
     fi
     echo "$state" ;;
   start) echo "running healthy" > "$here/state"; echo "$2" ;;
+  volume) [ -f "$here/volume-exists" ] && echo '[{"Name": "hybridrag-pgdata"}]' && exit 0
+          echo "Error response from daemon: get $3: no such volume" >&2; exit 1 ;;
   exec) exit 0 ;;
   *) echo "fake docker: unexpected $*" >&2; exit 1 ;;
 esac
@@ -685,6 +687,19 @@ fn setup_docker_port_in_use_create_failure_and_dry_run() {
     assert!(stderr(&out).contains("in use"));
     assert!(!fake.calls().iter().any(|c| c.contains(" up ")));
     drop(busy);
+
+    // A volume left by an earlier install keeps its password: without one, nothing is created.
+    std::fs::write(fake.bin().join("volume-exists"), "").unwrap();
+    let port = free_port().to_string();
+    let out = fake.ctl(nosock, &["backend", "setup-docker", "--port", &port]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("hybridrag-pgdata"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!fake.calls().iter().any(|c| c.contains(" up ")));
+    std::fs::remove_file(fake.bin().join("volume-exists")).unwrap();
 
     // compose up fails: exit 3 with docker's reason.
     std::fs::write(fake.bin().join("up-fails"), "").unwrap();
