@@ -146,25 +146,37 @@ pub enum BackendCommand {
         #[arg(long)]
         verbose: bool,
     },
-    /// Run Postgres + pgvector in Docker and register it.
+    /// Run Postgres + pgvector in Docker and register it. Exit codes: 0 ok, 1 docker
+    /// unavailable, 2 port in use, 3 create failed.
     SetupDocker {
+        /// Host port on 127.0.0.1 [default: 5433, or the one set up before].
         #[arg(long)]
         port: Option<u16>,
+        /// Postgres password [default: $POSTGRES_PASSWORD, the one set up before, or a new
+        /// random one]; kept in 0600 files, never in the registry.
         #[arg(long)]
         password: Option<String>,
+        /// Docker volume for the data [default: hybridrag-pgdata].
         #[arg(long)]
         volume: Option<String>,
+        /// Point this database at the server.
         #[arg(long)]
         db: Option<String>,
+        /// Print the compose file and the commands, and do nothing.
         #[arg(long)]
         dry_run: bool,
     },
-    /// Run Postgres + pgvector from this machine's binaries and register it.
+    /// Run Postgres + pgvector from this machine's binaries (initdb, pg_ctl) and register it.
+    /// Exit codes as setup-docker's.
     SetupLocal {
+        /// Cluster directory [default: $XDG_DATA_HOME/hrag/postgres, /var/lib/hragctl/postgres
+        /// for root].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Port on 127.0.0.1 [default: 5434; an existing cluster keeps its own].
         #[arg(long)]
         port: Option<u16>,
+        /// Point this database at the server.
         #[arg(long)]
         db: Option<String>,
     },

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod output;
+mod setup;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +48,12 @@ fn fail(json: bool, code: i32, message: &str) -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32, client::ClientError> {
+    if let Command::Backend(
+        cmd @ (BackendCommand::SetupDocker { .. } | BackendCommand::SetupLocal { .. }),
+    ) = cli.command
+    {
+        return run_setup(cmd, client::socket_path(cli.socket), cli.json);
+    }
     let request = match to_request(cli.command)? {
         Planned::Request(r) => r,
         Planned::Done(code) => return Ok(code),
@@ -186,11 +193,10 @@ fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
         Command::Backend(BackendCommand::Status { db, verbose }) => {
             R(Request::BackendStatus { db, verbose })
         }
-        Command::Backend(BackendCommand::SetupDocker { .. }) => {
-            return Err(not_yet("backend setup-docker"));
-        }
-        Command::Backend(BackendCommand::SetupLocal { .. }) => {
-            return Err(not_yet("backend setup-local"));
+        Command::Backend(
+            BackendCommand::SetupDocker { .. } | BackendCommand::SetupLocal { .. },
+        ) => {
+            return Err(usage("setup commands run locally".into()));
         }
         Command::Migrate(m) => match (m.status, m.db) {
             (Some(MigrateCommand::Status { db }), _) => R(Request::MigrateStatus { db }),
@@ -250,13 +256,60 @@ fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
     })
 }
 
-/// Client-side commands not built yet answer like the daemon's unbuilt requests do.
-fn not_yet(command: &str) -> client::ClientError {
-    client::ClientError {
-        code: exit::NOT_SUPPORTED,
-        message: format!(
-            "`{command}` is not supported by this hragctl ({}) yet",
-            env!("CARGO_PKG_VERSION")
-        ),
-    }
+/// `backend setup-docker` / `setup-local`: provisioning runs here, in the client; only the
+/// registration goes to hragd.
+fn run_setup(cmd: BackendCommand, socket: PathBuf, json: bool) -> Result<i32, client::ClientError> {
+    let runner = setup::runner::SystemRunner;
+    let report = match cmd {
+        BackendCommand::SetupDocker {
+            port,
+            password,
+            volume,
+            db,
+            dry_run,
+        } => {
+            let opts = setup::docker::Options {
+                port,
+                password: password.or_else(|| {
+                    std::env::var("POSTGRES_PASSWORD")
+                        .ok()
+                        .filter(|p| !p.is_empty())
+                }),
+                volume,
+                db,
+                socket,
+                dir: setup::docker::Options::default_dir(),
+                timeout: std::time::Duration::from_secs(120),
+            };
+            if dry_run {
+                let (compose, commands) = setup::docker::plan(&opts);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "dry_run": true, "compose_file": compose, "commands": commands })
+                    );
+                } else {
+                    println!("# {}\n{compose}", setup::docker::COMPOSE_NAME);
+                    println!("# commands");
+                    for c in commands {
+                        println!("{c}");
+                    }
+                }
+                return Ok(exit::OK);
+            }
+            setup::docker::setup(&runner, &opts)?
+        }
+        BackendCommand::SetupLocal { dir, port, db } => {
+            let opts = setup::local::Options {
+                dir: dir.unwrap_or_else(|| setup::data_home().join("postgres")),
+                port,
+                db,
+                socket,
+            };
+            setup::local::setup(&runner, &opts)?
+        }
+        BackendCommand::Status { .. } => return Err(usage("not a setup command".into())),
+    };
+    report.print(json);
+    Ok(exit::OK)
 }

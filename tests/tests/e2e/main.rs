@@ -11,4 +11,5 @@ mod json_storage;
 mod lifecycle;
 mod pg_smoke;
 mod pg_storage;
+mod provisioning;
 mod registry;
