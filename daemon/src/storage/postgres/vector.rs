@@ -151,6 +151,9 @@ impl PgVectorStore {
             .map(|(_, it)| Vector::from(it.vector.clone()))
             .collect();
         let (sql, cols): (String, Vec<Vec<Option<String>>>) = match self.ns {
+            // LightRAG writes a chunk row's `tokens` and `chunk_order_index` from the chunk
+            // itself; callers that pass only the namespace's meta fields get them from the
+            // chunk's text_chunks record, written before its vector.
             VectorNamespace::Chunks => {
                 let mut c = (0..5)
                     .map(|_| Vec::with_capacity(batch.len()))
@@ -165,10 +168,12 @@ impl PgVectorStore {
                 let sql = format!(
                     "INSERT INTO {t} (workspace, id, tokens, chunk_order_index, full_doc_id, \
                      content, content_vector, file_path, create_time, update_time) \
-                     SELECT $1, u.id, u.tokens::integer, u.coi::integer, u.fdi, u.content, u.v, \
+                     SELECT $1, u.id, COALESCE(u.tokens::integer, c.tokens), \
+                     COALESCE(u.coi::integer, c.chunk_order_index), u.fdi, u.content, u.v, \
                      u.fp, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP \
                      FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
                      $7::text[], $8::text[]) AS u(id, v, tokens, coi, fdi, content, fp) \
+                     LEFT JOIN lightrag_doc_chunks c ON c.workspace = $1 AND c.id = u.id \
                      ON CONFLICT (workspace, id) DO UPDATE SET tokens = EXCLUDED.tokens, \
                      chunk_order_index = EXCLUDED.chunk_order_index, \
                      full_doc_id = EXCLUDED.full_doc_id, content = EXCLUDED.content, \
