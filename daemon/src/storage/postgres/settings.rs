@@ -201,7 +201,7 @@ mod tests {
             "path: /kb\nbackend_type: postgres\nbackend_config:\n  postgres_password_file: {}\n",
             f.display()
         ));
-        let env = |_: &str| Some("envpw".to_owned());
+        let env = |k: &str| (k == "POSTGRES_PASSWORD").then(|| "envpw".to_owned());
         let s = PgSettings::from_entry(&e, None, 8, &env)?;
         assert_eq!(s.password.as_deref(), Some("filepw"));
         Ok(())
