@@ -201,15 +201,22 @@ impl PgStores {
         for ns in VectorNamespace::ALL {
             let table = self.vector_table(ns)?;
             stmts.extend(schema::vector_ddl(ns, &table, dim));
-            match schema::hnsw_ddl(&table, dim, self.settings.hnsw_m, self.settings.hnsw_ef) {
-                Some(s) => stmts.push(s),
-                None => tracing::warn!(
+            let s = &self.settings;
+            match schema::index_ddl(&table, dim, s.index_type, s.hnsw_m, s.hnsw_ef) {
+                Ok(ddl) => {
+                    if schema::uses_halfvec(dim) {
+                        tracing::info!(event = "pg_vector_index_halfvec", table = %table, dim,
+                            "{table}: {dim} dimensions exceed pgvector's {} limit for vector \
+                             indexes; it is indexed and searched as halfvec({dim})",
+                            schema::MAX_INDEXED_DIM);
+                    }
+                    stmts.push(ddl);
+                }
+                Err(why) => tracing::warn!(
                     event = "pg_vector_index_skipped",
                     table = %table,
                     dim,
-                    "no HNSW index on {table}: {dim} dimensions exceed pgvector's {} limit; \
-                     vector queries use a sequential scan",
-                    schema::MAX_INDEXED_DIM
+                    "no vector index on {table}: {why}; vector queries use a sequential scan"
                 ),
             }
         }

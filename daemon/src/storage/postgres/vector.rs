@@ -335,16 +335,30 @@ impl VectorStore for PgVectorStore {
         let ef = top_k.clamp(40, 1000).to_string();
         sqlx::query(
             "SELECT set_config('hnsw.ef_search', $1, true), \
-             set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+             set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+             set_config('ivfflat.probes', '10', true), \
+             set_config('ivfflat.iterative_scan', 'relaxed_order', true)",
         )
         .bind(ef)
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err("configure vector search", e))?;
+        // Above pgvector's `vector` index limit the index is on a halfvec expression: order by
+        // it (so the index is used), over-fetch, and rank by the exact distance below.
+        let half = super::schema::uses_halfvec(self.dim);
+        let order = if half {
+            format!(
+                "content_vector::halfvec({d}) <=> $2::halfvec({d})",
+                d = self.dim
+            )
+        } else {
+            "content_vector <=> $2".to_owned()
+        };
+        let fetch = if half { top_k.saturating_mul(2) } else { top_k };
         let sql = format!(
             "SELECT id, {meta}, (content_vector <=> $2)::float8 AS dist FROM {t} \
              WHERE workspace = $1 AND content_vector <=> $2 <= $3 \
-             ORDER BY content_vector <=> $2 LIMIT $4",
+             ORDER BY {order} LIMIT $4",
             meta = self.meta_list(),
             t = self.table
         );
@@ -353,7 +367,7 @@ impl VectorStore for PgVectorStore {
             .bind(&self.workspace)
             .bind(Vector::from(query.to_vec()))
             .bind(max_dist)
-            .bind(sql_limit(top_k))
+            .bind(sql_limit(fetch))
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_err(&format!("query {}", self.table), e))?;
@@ -369,6 +383,7 @@ impl VectorStore for PgVectorStore {
             out.push(VectorMatch { id, score, meta });
         }
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        out.truncate(top_k);
         Ok(out)
     }
 
