@@ -450,7 +450,12 @@ pub struct Enqueued {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
 pub struct Retrieved {
+    /// The record's key: a chunk id, an entity name, or `src<SEP>tgt`.
     pub id: String,
+    /// LightRAG's md5 id of the item, the same on every backend: `ent-` + md5(name),
+    /// `rel-` + md5(src + tgt), or for a chunk `chunk-` + md5(content) (the id LightRAG ≤ 1.4.9
+    /// gave chunks, which 1.5.7 names `{doc_id}-chunk-NNN`).
+    pub hash_id: String,
     pub score: f64,
     pub content: String,
     pub source: Option<String>,
