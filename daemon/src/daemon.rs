@@ -484,10 +484,27 @@ impl Daemon {
             entry.insert("workspace".into(), ws.clone().into());
         }
         if spec.backend == BackendKind::Postgres {
+            // Refused before a password file is written, so an existing entry's stays intact.
+            if self.registry_snapshot().raw(&name).is_some() {
+                return Err(RegistryError::Exists(name).into());
+            }
             let config = self.postgres_config(&name, &spec.pg)?;
+            // A password moved out of the DSN has just been written; a refused target must
+            // not leave it behind.
+            let stored_password =
+                match (&spec.pg.password_file, config.get("postgres_password_file")) {
+                    (None, Some(Value::String(f))) => Some(PathBuf::from(f)),
+                    _ => None,
+                };
             entry.insert("backend_config".into(), Value::Mapping(config));
-            if !spec.pg.no_check {
-                self.check_postgres(&name, &entry).await?;
+            if !spec.pg.no_check
+                && let Err(e) = self.check_postgres(&name, &entry).await
+            {
+                if let Some(f) = stored_password {
+                    // Best effort: the file is 0600 and is overwritten by the next attempt.
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(e);
             }
         }
         let n = name.clone();

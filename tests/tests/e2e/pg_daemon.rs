@@ -513,6 +513,10 @@ fn db_add_checks_the_target_and_says_what_is_wrong() {
     assert_eq!(code, Some(3), "{msg}");
     assert!(msg.contains("authentication failed"), "{msg}");
     assert!(!msg.contains("wrong"), "the password is shown: {msg}");
+    assert!(
+        !d.state.join("secrets/badpw.password").exists(),
+        "a refused target left its password file behind"
+    );
 
     let (code, msg) = add(
         &d,
