@@ -427,11 +427,12 @@ impl Supervisor {
         let started = std::time::Instant::now();
         let backend = match open::open(&entry).await {
             Ok(b) => Arc::new(b),
-            // A lock still held by our own lost session counts as the outage going on.
             Err(StorageError::Unreachable(e)) => {
                 self.outage_continues(e);
                 return None;
             }
+            // During an outage the lock may still be held by our own lost session (the server
+            // has not noticed it is gone yet): that is the outage going on, not another writer.
             Err(StorageError::Locked(e)) if self.outage.is_some() => {
                 self.outage_continues(e);
                 return None;
