@@ -136,6 +136,27 @@ pub struct PgArgs {
     /// File holding the Postgres password.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// Postgres host (or socket directory) [default: $POSTGRES_HOST, else localhost].
+    #[arg(long, conflicts_with = "connection_string")]
+    pub postgres_host: Option<String>,
+    /// [default: $POSTGRES_PORT, else 5432]
+    #[arg(long, conflicts_with = "connection_string")]
+    pub postgres_port: Option<u16>,
+    /// [default: $POSTGRES_USER, else hybridrag]
+    #[arg(long, conflicts_with = "connection_string")]
+    pub postgres_user: Option<String>,
+    /// [default: $POSTGRES_DATABASE, else hybridrag]
+    #[arg(long, conflicts_with = "connection_string")]
+    pub postgres_database: Option<String>,
+    /// disable, allow, prefer, require, verify-ca or verify-full.
+    #[arg(long)]
+    pub postgres_ssl_mode: Option<String>,
+    /// Pool size (1–100) [default: 10].
+    #[arg(long)]
+    pub postgres_max_connections: Option<u32>,
+    /// Save without connecting first (the database stays degraded until Postgres answers).
+    #[arg(long)]
+    pub no_check: bool,
 }
 
 #[derive(Debug, Subcommand)]

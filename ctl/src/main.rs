@@ -11,11 +11,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use hrag_proto::{
-    BackendKind, DbAddSpec, DbTarget, MigrateSpec, QueryMode, QuerySpec, Request, Response,
-    SetBackendSpec, exit,
+    BackendKind, DbAddSpec, DbTarget, MigrateSpec, PgTargetSpec, QueryMode, QuerySpec, Request,
+    Response, SetBackendSpec, exit,
 };
 
-use cli::{Backend, BackendCommand, Cli, Command, DbCommand, MigrateCommand, Mode, Target};
+use cli::{Backend, BackendCommand, Cli, Command, DbCommand, MigrateCommand, Mode, PgArgs, Target};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,7 +55,7 @@ fn run(cli: Cli) -> Result<i32, client::ClientError> {
         return run_setup(cmd, client::socket_path(cli.socket), cli.json);
     }
     let request = match to_request(cli.command)? {
-        Planned::Request(r) => r,
+        Planned::Request(r) => *r,
         Planned::Done(code) => return Ok(code),
     };
     let socket = client::socket_path(cli.socket);
@@ -109,12 +109,15 @@ fn run(cli: Cli) -> Result<i32, client::ClientError> {
     Ok(success_code(&response))
 }
 
-/// A successful answer can still report a broken backend: `backend status` exits 2 then.
+/// A successful answer can still report a broken backend: `backend status` exits 2 then (a
+/// store in error, or a Postgres server not connected).
 fn success_code(response: &Response) -> i32 {
     match response {
         Response::BackendStatus(reports)
             if reports.iter().any(|r| {
-                r.status == hrag_proto::BackendHealth::Error && !r.metrics.is_connected
+                !r.metrics.is_connected
+                    && (r.status == hrag_proto::BackendHealth::Error
+                        || r.backend_type == "postgres")
             }) =>
         {
             exit::UNREACHABLE
@@ -124,7 +127,7 @@ fn success_code(response: &Response) -> i32 {
 }
 
 enum Planned {
-    Request(Request),
+    Request(Box<Request>),
     /// Handled locally, with this exit code.
     Done(i32),
 }
@@ -147,6 +150,20 @@ fn abs_opt(p: Option<PathBuf>) -> Result<Option<String>, client::ClientError> {
     p.as_deref().map(absolute).transpose()
 }
 
+fn pg_target(pg: PgArgs) -> Result<PgTargetSpec, client::ClientError> {
+    Ok(PgTargetSpec {
+        connection_string: pg.connection_string,
+        password_file: abs_opt(pg.password_file)?,
+        host: pg.postgres_host,
+        port: pg.postgres_port,
+        user: pg.postgres_user,
+        database: pg.postgres_database,
+        ssl_mode: pg.postgres_ssl_mode,
+        max_connections: pg.postgres_max_connections,
+        no_check: pg.no_check,
+    })
+}
+
 fn backend(b: Backend) -> BackendKind {
     match b {
         Backend::Json => BackendKind::Json,
@@ -162,36 +179,36 @@ fn target(t: Target) -> DbTarget {
 }
 
 fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
-    use Planned::Request as R;
+    fn req(r: Request) -> Planned {
+        Planned::Request(Box::new(r))
+    }
     Ok(match cmd {
-        Command::Status => R(Request::Status),
-        Command::Health => R(Request::Health),
-        Command::Pause(t) => R(Request::Pause { target: target(t) }),
-        Command::Resume(t) => R(Request::Resume { target: target(t) }),
-        Command::Db(DbCommand::List) => R(Request::DbList),
-        Command::Db(DbCommand::Show { name }) => R(Request::DbShow { name }),
-        Command::Db(DbCommand::Add(a)) => R(Request::DbAdd(DbAddSpec {
+        Command::Status => req(Request::Status),
+        Command::Health => req(Request::Health),
+        Command::Pause(t) => req(Request::Pause { target: target(t) }),
+        Command::Resume(t) => req(Request::Resume { target: target(t) }),
+        Command::Db(DbCommand::List) => req(Request::DbList),
+        Command::Db(DbCommand::Show { name }) => req(Request::DbShow { name }),
+        Command::Db(DbCommand::Add(a)) => req(Request::DbAdd(DbAddSpec {
             name: a.name,
             path: absolute(&a.path)?,
             source_folder: abs_opt(a.source)?,
             workspace: a.workspace,
             backend: backend(a.backend),
-            connection_string: a.pg.connection_string,
-            password_file: abs_opt(a.pg.password_file)?,
+            pg: pg_target(a.pg)?,
         })),
-        Command::Db(DbCommand::Remove { name }) => R(Request::DbRemove { name }),
+        Command::Db(DbCommand::Remove { name }) => req(Request::DbRemove { name }),
         Command::Db(DbCommand::SetBackend {
             name,
             backend: b,
             pg,
-        }) => R(Request::DbSetBackend(SetBackendSpec {
+        }) => req(Request::DbSetBackend(SetBackendSpec {
             name,
             backend: backend(b),
-            connection_string: pg.connection_string,
-            password_file: abs_opt(pg.password_file)?,
+            pg: pg_target(pg)?,
         })),
         Command::Backend(BackendCommand::Status { db, verbose }) => {
-            R(Request::BackendStatus { db, verbose })
+            req(Request::BackendStatus { db, verbose })
         }
         Command::Backend(
             BackendCommand::SetupDocker { .. } | BackendCommand::SetupLocal { .. },
@@ -199,8 +216,8 @@ fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
             return Err(usage("setup commands run locally".into()));
         }
         Command::Migrate(m) => match (m.status, m.db) {
-            (Some(MigrateCommand::Status { db }), _) => R(Request::MigrateStatus { db }),
-            (None, Some(db)) => R(Request::Migrate(MigrateSpec {
+            (Some(MigrateCommand::Status { db }), _) => req(Request::MigrateStatus { db }),
+            (None, Some(db)) => req(Request::Migrate(MigrateSpec {
                 db,
                 to: backend(m.to.ok_or_else(|| usage("migrate needs --to postgres".into()))?),
                 connection_string: m.connection_string,
@@ -217,19 +234,19 @@ fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
                 ));
             }
         },
-        Command::Verify { db } => R(Request::Verify { db }),
-        Command::Export { db, to: _, dir } => R(Request::Export {
+        Command::Verify { db } => req(Request::Verify { db }),
+        Command::Export { db, to: _, dir } => req(Request::Export {
             db,
             dir: absolute(&dir)?,
         }),
-        Command::Ingest { db, paths } => R(Request::Ingest {
+        Command::Ingest { db, paths } => req(Request::Ingest {
             db,
             paths: paths
                 .iter()
                 .map(|p| absolute(p))
                 .collect::<Result<_, _>>()?,
         }),
-        Command::Query(q) => R(Request::Query(QuerySpec {
+        Command::Query(q) => req(Request::Query(QuerySpec {
             db: q.db,
             text: q.text,
             mode: match q.mode {
@@ -242,8 +259,8 @@ fn to_request(cmd: Command) -> Result<Planned, client::ClientError> {
             top_k: q.top_k,
             answer: q.answer,
         })),
-        Command::Metrics => R(Request::Metrics),
-        Command::Reload => R(Request::Reload),
+        Command::Metrics => req(Request::Metrics),
+        Command::Reload => req(Request::Reload),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

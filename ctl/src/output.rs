@@ -194,6 +194,37 @@ fn health(h: &Health) {
         &["DATABASE", "STATE", "QUEUE", "LAST INGEST", "LAST ERROR"],
         &rows,
     );
+    let servers: Vec<Vec<String>> = h
+        .databases
+        .iter()
+        .filter_map(|d| d.backend.as_ref().map(|b| (d, b)))
+        .map(|(d, b)| {
+            vec![
+                d.name.clone(),
+                if b.reachable { "yes" } else { "no" }.to_owned(),
+                b.latency_ms
+                    .map(|ms| format!("{ms:.1} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                opt(&b.server_version),
+                opt(&b.pgvector_version),
+                opt(&b.error),
+            ]
+        })
+        .collect();
+    if !servers.is_empty() {
+        println!();
+        table(
+            &[
+                "DATABASE",
+                "REACHABLE",
+                "LATENCY",
+                "POSTGRES",
+                "PGVECTOR",
+                "ERROR",
+            ],
+            &servers,
+        );
+    }
 }
 
 fn ack_lines(acks: &[DbAck]) {

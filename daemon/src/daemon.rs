@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use hrag_proto::{
     BackendHealth, BackendKind, BackendMetrics, BackendStatusReport, DaemonStatus, DbAck,
-    DbAddSpec, DbDetail, DbHealth, DbStatus, DbSummary, DbTarget, Health, ReloadReport,
-    SetBackendSpec,
+    DbAddSpec, DbDetail, DbHealth, DbStatus, DbSummary, DbTarget, Health, PgTargetSpec,
+    ReloadReport, SetBackendSpec,
 };
 use serde_yaml_ng::{Mapping, Value};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::error::DaemonError;
 use crate::health;
 use crate::registry::{self, Registry, RegistryError, RegistryStore, secret};
+use crate::storage::postgres;
 use crate::supervisor::{
     CountsCache, DbSnapshot, EntryConfig, PausedStore, StateFiles, SupervisorHandle,
 };
@@ -38,6 +39,8 @@ pub struct DaemonConfig {
 
 /// How long a registry change waits for new databases to open before answering.
 const START_WAIT: Duration = Duration::from_secs(3);
+/// How long `db add` waits for a Postgres target to answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Running {
     raw: Value,
@@ -272,6 +275,7 @@ impl Daemon {
                     queue_depth: s.queue_depth,
                     last_ingest: s.last_ingest,
                     last_error: s.last_error.or(s.error),
+                    backend: s.probe,
                 }
             })
             .collect();
@@ -480,12 +484,28 @@ impl Daemon {
             entry.insert("workspace".into(), ws.clone().into());
         }
         if spec.backend == BackendKind::Postgres {
-            let config = self.postgres_config(
-                &name,
-                spec.connection_string.as_deref(),
-                spec.password_file.as_deref(),
-            )?;
+            // Refused before a password file is written, so an existing entry's stays intact.
+            if self.registry_snapshot().raw(&name).is_some() {
+                return Err(RegistryError::Exists(name).into());
+            }
+            let config = self.postgres_config(&name, &spec.pg)?;
+            // A password moved out of the DSN has just been written; a refused target must
+            // not leave it behind.
+            let stored_password =
+                match (&spec.pg.password_file, config.get("postgres_password_file")) {
+                    (None, Some(Value::String(f))) => Some(PathBuf::from(f)),
+                    _ => None,
+                };
             entry.insert("backend_config".into(), Value::Mapping(config));
+            if !spec.pg.no_check
+                && let Err(e) = self.check_postgres(&name, &entry).await
+            {
+                if let Some(f) = stored_password {
+                    // Best effort: the file is 0600 and is overwritten by the next attempt.
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(e);
+            }
         }
         let n = name.clone();
         self.change(move |reg| reg.insert(&n, entry)).await?;
@@ -493,19 +513,58 @@ impl Daemon {
         Self::summary(&self.registry_snapshot(), &name)
     }
 
+    /// Connects to the Postgres target of a candidate entry before it is saved: each reason it
+    /// cannot be used (timeout, refused, unknown database, bad credentials, no pgvector) gets
+    /// its own message; the first two are `backend_unreachable`, the others `target_error`.
+    async fn check_postgres(&self, name: &str, entry: &Mapping) -> Result<(), DaemonError> {
+        let dir = self
+            .config
+            .registry
+            .parent()
+            .unwrap_or(std::path::Path::new("/"));
+        let parsed = registry::parse_entry(name, &Value::Mapping(entry.clone()), dir)
+            .map_err(|e| DaemonError::Invalid(format!("database '{name}': {e}")))?;
+        let settings = crate::supervisor::pg_settings(&parsed)
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        match postgres::check_target(&settings, CHECK_TIMEOUT).await {
+            Ok(r) => {
+                info!(event = "postgres_checked", db = %name, server = %r.server_version,
+                      pgvector = r.pgvector_version.as_deref().unwrap_or("-"),
+                      "the postgres target answers and has pgvector");
+                Ok(())
+            }
+            Err(e) if e.is_unreachable() => Err(DaemonError::Unreachable(e.to_string())),
+            Err(e) => Err(DaemonError::Target(e.to_string())),
+        }
+    }
+
     /// `backend_config` for a Postgres entry; a password in the DSN goes to a 0600 file.
-    fn postgres_config(
-        &self,
-        name: &str,
-        dsn: Option<&str>,
-        password_file: Option<&str>,
-    ) -> Result<Mapping, DaemonError> {
+    fn postgres_config(&self, name: &str, pg: &PgTargetSpec) -> Result<Mapping, DaemonError> {
         let mut config = Mapping::new();
         config.insert("backend_type".into(), "postgres".into());
-        let mut pw_file = password_file
+        let mut pw_file = pg
+            .password_file
+            .as_deref()
             .map(|p| absolute("--password-file", p))
             .transpose()?;
-        if let Some(dsn) = dsn {
+        let text = [
+            ("postgres_host", &pg.host),
+            ("postgres_user", &pg.user),
+            ("postgres_database", &pg.database),
+            ("postgres_ssl_mode", &pg.ssl_mode),
+        ];
+        for (key, value) in text {
+            if let Some(v) = value {
+                config.insert(key.into(), v.clone().into());
+            }
+        }
+        if let Some(port) = pg.port {
+            config.insert("postgres_port".into(), u64::from(port).into());
+        }
+        if let Some(max) = pg.max_connections {
+            config.insert("postgres_max_connections".into(), u64::from(max).into());
+        }
+        if let Some(dsn) = pg.connection_string.as_deref() {
             let (clean, password) = secret::split_password(dsn);
             if let Some(pw) = password {
                 let dir = self.config.state_dir.join("secrets");
@@ -538,14 +597,28 @@ impl Daemon {
 
     pub async fn db_set_backend(&self, spec: SetBackendSpec) -> Result<DbSummary, DaemonError> {
         let name = spec.name.trim().to_lowercase();
+        self.refuse_if_holding_data(&name, spec.backend).await?;
         let config = match spec.backend {
-            BackendKind::Postgres => Some(self.postgres_config(
-                &name,
-                spec.connection_string.as_deref(),
-                spec.password_file.as_deref(),
-            )?),
+            BackendKind::Postgres => Some(self.postgres_config(&name, &spec.pg)?),
             BackendKind::Json => None,
         };
+        if let (Some(config), false) = (&config, spec.pg.no_check) {
+            let reg = self.registry_snapshot();
+            let mut candidate = match reg.raw(&name) {
+                Some(Value::Mapping(m)) => m.clone(),
+                _ => return Err(RegistryError::NotFound(name).into()),
+            };
+            let mut merged = match candidate.get("backend_config") {
+                Some(Value::Mapping(old)) => old.clone(),
+                _ => Mapping::new(),
+            };
+            for (k, v) in config.clone() {
+                merged.insert(k, v);
+            }
+            candidate.insert("backend_type".into(), "postgres".into());
+            candidate.insert("backend_config".into(), Value::Mapping(merged));
+            self.check_postgres(&name, &candidate).await?;
+        }
         let n = name.clone();
         self.change(move |reg| {
             reg.modify(&n, |m| {
@@ -571,6 +644,42 @@ impl Daemon {
         .await?;
         info!(event = "db_backend_set", db = %name, backend = spec.backend.as_str(), "database backend changed");
         Self::summary(&self.registry_snapshot(), &name)
+    }
+
+    /// `set-backend` only re-points an empty database: moving data is the migration's job.
+    async fn refuse_if_holding_data(&self, name: &str, to: BackendKind) -> Result<(), DaemonError> {
+        let reg = self.registry_snapshot();
+        let entry = reg.entry(name).ok();
+        let snap = {
+            let dbs = self.dbs.lock().await;
+            dbs.get(name)
+                .map(|run| run.handle.snapshot())
+                .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?
+        };
+        let current = entry
+            .as_ref()
+            .map(|e| e.backend_type.as_str())
+            .unwrap_or("json");
+        if current == to.as_str() {
+            return Ok(());
+        }
+        let files = entry.as_ref().map(store_file_sizes).unwrap_or_default();
+        let docs = snap.counts.map(|c| c.doc_count);
+        let holds_data = match docs {
+            Some(n) => n > 0,
+            None => !files.is_empty(),
+        };
+        if holds_data {
+            let what = docs
+                .map(|n| format!("{n} documents"))
+                .unwrap_or_else(|| "data".to_owned());
+            return Err(DaemonError::Conflict(format!(
+                "database '{name}' holds {what} on {current}; set-backend only re-points an \
+                 empty database. To move its data run: hragctl migrate {name} --to {}",
+                to.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// Stops every supervisor, letting each finish its work in flight, within the drain bound.
@@ -603,6 +712,15 @@ fn backend_report(
             BackendHealth::Degraded,
             Some("the store is still opening; counts are those of the last flush".to_owned()),
         ),
+        hrag_proto::DbState::Degraded => (
+            BackendHealth::Degraded,
+            snap.error.clone().or_else(|| {
+                snap.probe
+                    .as_ref()
+                    .and_then(|p| p.error.clone())
+                    .map(|e| format!("backend unreachable: {e}"))
+            }),
+        ),
         _ => (BackendHealth::Healthy, None),
     };
     let file_sizes = entry.map(store_file_sizes).unwrap_or_default();
@@ -621,8 +739,8 @@ fn backend_report(
             relation_count: counts.relation_count,
             chunk_count: counts.chunk_count,
             doc_count: counts.doc_count,
-            is_connected: snap.backend_open,
-            connection_latency_ms: None,
+            is_connected: snap.backend_open && snap.probe.as_ref().is_none_or(|p| p.reachable),
+            connection_latency_ms: snap.probe.as_ref().and_then(|p| p.latency_ms),
         },
         warnings: entry.map(|e| e.warnings()).unwrap_or_default(),
     }

@@ -25,6 +25,15 @@ pub enum DaemonError {
     /// Another hragd already serves this socket or data.
     #[error("{0}")]
     AlreadyRunning(String),
+    /// The request conflicts with the database's state (e.g. it holds data).
+    #[error("{0}")]
+    Conflict(String),
+    /// A backend server cannot be reached (refused, timed out).
+    #[error("{0}")]
+    Unreachable(String),
+    /// A backend server answers but cannot be used as asked (credentials, database, pgvector).
+    #[error("{0}")]
+    Target(String),
 }
 
 impl DaemonError {
@@ -42,7 +51,11 @@ impl DaemonError {
             DaemonError::Registry(RegistryError::Invalid { .. })
             | DaemonError::Registry(RegistryError::Malformed { .. })
             | DaemonError::Invalid(_) => ErrorKind::InvalidRequest,
-            DaemonError::AlreadyRunning(_) | DaemonError::NotReady(_) => ErrorKind::Conflict,
+            DaemonError::AlreadyRunning(_)
+            | DaemonError::NotReady(_)
+            | DaemonError::Conflict(_) => ErrorKind::Conflict,
+            DaemonError::Unreachable(_) => ErrorKind::BackendUnreachable,
+            DaemonError::Target(_) => ErrorKind::TargetError,
             DaemonError::Registry(RegistryError::Io { .. })
             | DaemonError::Supervisor(_)
             | DaemonError::Io { .. } => ErrorKind::Internal,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use hrag_proto::{QueryMode, QueryResult, Retrieved};
 use serde_json::Value;
 
-use crate::ingest::text::GRAPH_FIELD_SEP;
+use crate::ingest::text::{GRAPH_FIELD_SEP, compute_mdhash_id};
 use crate::providers::Providers;
 use crate::providers::keywords::{self, Keywords};
 use crate::storage::{Backend, KvNamespace, StorageError, VectorMatch, VectorNamespace};
@@ -59,12 +59,14 @@ async fn chunks_of(
         .filter_map(|(id, r)| {
             let r = r?;
             let score = sources.get(&id).copied().unwrap_or(0.0);
+            let content = r
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             Some(Retrieved {
-                content: r
-                    .get("content")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
+                hash_id: compute_mdhash_id(&content, "chunk-"),
+                content,
                 source: r
                     .get("file_path")
                     .and_then(Value::as_str)
@@ -165,6 +167,7 @@ pub async fn run(
                 f64::from(h.score),
             );
             result.entities.push(Retrieved {
+                hash_id: compute_mdhash_id(&name, "ent-"),
                 id: name,
                 score: f64::from(h.score),
                 content: description,
@@ -184,12 +187,10 @@ pub async fn run(
                 &meta_str(h, "source_id"),
                 f64::from(h.score),
             );
+            let (src, tgt) = (meta_str(h, "src_id"), meta_str(h, "tgt_id"));
             result.relations.push(Retrieved {
-                id: format!(
-                    "{}{GRAPH_FIELD_SEP}{}",
-                    meta_str(h, "src_id"),
-                    meta_str(h, "tgt_id")
-                ),
+                hash_id: compute_mdhash_id(&format!("{src}{tgt}"), "rel-"),
+                id: format!("{src}{GRAPH_FIELD_SEP}{tgt}"),
                 score: f64::from(h.score),
                 content: meta_str(h, "content"),
                 source: Some(meta_str(h, "file_path")),
@@ -208,6 +209,7 @@ pub async fn run(
             match chunks.iter_mut().find(|c| c.id == h.id) {
                 Some(c) => c.score = c.score.max(score),
                 None => chunks.push(Retrieved {
+                    hash_id: compute_mdhash_id(&meta_str(&h, "content"), "chunk-"),
                     content: meta_str(&h, "content"),
                     source: Some(meta_str(&h, "file_path")),
                     id: h.id,

@@ -76,9 +76,25 @@ pub struct DbAddSpec {
     pub source_folder: Option<String>,
     pub workspace: Option<String>,
     pub backend: BackendKind,
+    pub pg: PgTargetSpec,
+}
+
+/// Where a Postgres database lives, as `db add` / `db set-backend` name it. Unset fields fall
+/// back to the `POSTGRES_*` environment variables of the daemon, then HybridRAG's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct PgTargetSpec {
     /// May carry a password; the daemon moves it to a 0600 file and never stores it in the YAML.
     pub connection_string: Option<String>,
     pub password_file: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub ssl_mode: Option<String>,
+    pub max_connections: Option<u32>,
+    /// Register without connecting first (the database is degraded until reachable).
+    pub no_check: bool,
 }
 
 /// `hragctl db set-backend`: point an entry at another backend without moving data.
@@ -87,8 +103,7 @@ pub struct DbAddSpec {
 pub struct SetBackendSpec {
     pub name: String,
     pub backend: BackendKind,
-    pub connection_string: Option<String>,
-    pub password_file: Option<String>,
+    pub pg: PgTargetSpec,
 }
 
 /// `hragctl migrate`.
@@ -221,6 +236,8 @@ pub enum DbState {
     Paused,
     Migrating,
     Error,
+    /// Running, but its backend server is unreachable: work waits and is retried.
+    Degraded,
 }
 
 impl DbState {
@@ -232,6 +249,7 @@ impl DbState {
             DbState::Paused => "paused",
             DbState::Migrating => "migrating",
             DbState::Error => "error",
+            DbState::Degraded => "degraded",
         }
     }
 }
@@ -275,6 +293,22 @@ pub struct DbHealth {
     /// RFC 3339 time of the last finished ingest cycle.
     pub last_ingest: Option<String>,
     pub last_error: Option<String>,
+    /// Reachability of the backend's server (Postgres databases).
+    pub backend: Option<BackendProbe>,
+}
+
+/// The last reachability probe of a database's server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct BackendProbe {
+    pub reachable: bool,
+    pub latency_ms: Option<f64>,
+    pub server_version: Option<String>,
+    pub pgvector_version: Option<String>,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+    /// RFC 3339 time of the probe.
+    pub checked_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -429,7 +463,12 @@ pub struct Enqueued {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(Arbitrary))]
 pub struct Retrieved {
+    /// The record's key: a chunk id, an entity name, or `src<SEP>tgt`.
     pub id: String,
+    /// LightRAG's md5 id of the item, the same on every backend: `ent-` + md5(name),
+    /// `rel-` + md5(src + tgt), or for a chunk `chunk-` + md5(content) (the id LightRAG ≤ 1.4.9
+    /// gave chunks, which 1.5.7 names `{doc_id}-chunk-NNN`).
+    pub hash_id: String,
     pub score: f64,
     pub content: String,
     pub source: Option<String>,

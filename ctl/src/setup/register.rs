@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hrag_proto::{BackendHealth, BackendKind, Request, Response, SetBackendSpec, exit};
+use hrag_proto::{
+    BackendHealth, BackendKind, PgTargetSpec, Request, Response, SetBackendSpec, exit,
+};
 
 use crate::client::{self, ClientError};
 
@@ -68,8 +70,10 @@ fn set_backend(db: &str, clean_dsn: &str, password: &str) -> SetBackendSpec {
     SetBackendSpec {
         name: db.to_owned(),
         backend: BackendKind::Postgres,
-        connection_string: Some(with_password(clean_dsn, password)),
-        password_file: None,
+        pg: PgTargetSpec {
+            connection_string: Some(with_password(clean_dsn, password)),
+            ..PgTargetSpec::default()
+        },
     }
 }
 

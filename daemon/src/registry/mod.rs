@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 
-pub use entry::{BackendConfig, BackendType, DbEntry, FieldError, ModelConfig, normalise_name};
+pub use entry::{
+    BackendConfig, BackendType, DbEntry, FieldError, ModelConfig, normalise_name, parse_entry,
+};
 pub use location::default_registry_path;
 
 use crate::fsutil::{self, FileLock};

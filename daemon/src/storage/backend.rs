@@ -4,10 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::registry::{BackendType, DbEntry};
+use crate::storage::postgres::{PgSettings, PgStores};
 
 use super::{
-    DocStatusStore, GraphStore, KvNamespace, KvStore, StorageError, StorageResult, VectorNamespace,
-    VectorStore,
+    DocStatusStore, GraphStore, KvNamespace, KvStore, Probe, StorageError, StorageResult,
+    VectorNamespace, VectorStore,
 };
 
 /// The record counts `backend status` shows (PRODUCT §9).
@@ -31,6 +32,8 @@ pub struct Backend {
     pub doc_status: Arc<dyn DocStatusStore>,
     /// Where the data lives, for messages (a directory, or a redacted DSN and workspace).
     pub location: String,
+    /// Reachability of the server, for backends that have one.
+    probe: Option<Arc<dyn Probe>>,
     /// Keeps the single-writer lock for as long as the backend is open.
     _guard: Box<dyn Send + Sync>,
 }
@@ -67,12 +70,24 @@ impl Backend {
             graph,
             doc_status,
             location,
+            probe: None,
             _guard: guard,
         })
     }
 
-    /// Opens the backend a registry entry names. Blocking for the JSON backend (it loads every
-    /// file): call it from `spawn_blocking`.
+    /// Attaches the server probe of a remote backend.
+    pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Backend {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// The server probe; `None` for file backends, which are always reachable.
+    pub fn probe(&self) -> Option<&Arc<dyn Probe>> {
+        self.probe.as_ref()
+    }
+
+    /// Opens the JSON backend of a registry entry. Blocking (it loads every file): call it
+    /// from `spawn_blocking`. Postgres entries open with [`Backend::open_postgres`].
     pub fn open(entry: &DbEntry) -> StorageResult<Backend> {
         match entry.backend_type {
             BackendType::Json => {
@@ -82,10 +97,17 @@ impl Backend {
                     .and_then(|d| usize::try_from(d).ok());
                 super::json::open(&entry.path, entry.workspace.as_deref(), dim)
             }
-            BackendType::Postgres => Err(StorageError::Invalid(
-                "the postgres backend is not supported by this hragd yet".into(),
-            )),
+            BackendType::Postgres => Err(StorageError::Invalid(format!(
+                "database '{}' is on postgres: open it with Backend::open_postgres",
+                entry.name
+            ))),
         }
+    }
+
+    /// Connects to Postgres, takes the workspace's single-writer lock and creates LightRAG's
+    /// schema where missing.
+    pub async fn open_postgres(settings: PgSettings) -> StorageResult<Backend> {
+        PgStores::connect(settings).await?.into_backend().await
     }
 
     pub fn kv(&self, ns: KvNamespace) -> &Arc<dyn KvStore> {

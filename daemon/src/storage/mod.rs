@@ -101,6 +101,14 @@ pub trait GraphStore: Send + Sync {
     async fn flush(&self) -> StorageResult<bool>;
 }
 
+/// Reachability of a backend that lives on a server (Postgres); file backends have none.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// One bounded round trip; `Unreachable` when the server is gone or the backend's
+    /// single-writer session was lost with it (the backend must then be reopened).
+    async fn probe(&self) -> StorageResult<ProbeReport>;
+}
+
 /// Document processing status (LightRAG's `DocStatusStorage`).
 #[async_trait]
 pub trait DocStatusStore: Send + Sync {

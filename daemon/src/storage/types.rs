@@ -177,3 +177,13 @@ pub struct VectorMatch {
     pub score: f32,
     pub meta: Record,
 }
+
+/// What a reachability probe of a database server found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    /// One round trip, in milliseconds.
+    pub latency_ms: f64,
+    pub server_version: String,
+    /// `None` when the extension is not installed in the database.
+    pub pgvector_version: Option<String>,
+}

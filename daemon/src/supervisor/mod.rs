@@ -10,12 +10,15 @@
 
 mod counts_cache;
 mod ingest;
+mod monitor;
+mod open;
 mod paused;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use hrag_proto::DbState;
-use tokio::sync::{mpsc, oneshot, watch};
+use hrag_proto::{BackendProbe, DbState};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,11 +26,16 @@ use tracing::{info, warn};
 
 pub use counts_cache::CountsCache;
 pub use ingest::QueryContext;
+pub use open::pg_settings;
 pub use paused::PausedStore;
 
 use crate::ingest::watcher::FileEvent;
 use crate::registry::DbEntry;
-use crate::storage::{Backend, Counts};
+use crate::storage::{Backend, Counts, StorageError};
+
+/// First wait before reconnecting to an unreachable server; doubled per failure up to the cap.
+const RECONNECT_MIN: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 /// How long after a failed flush it is tried again (the changes stay in memory meanwhile).
 const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -46,6 +54,8 @@ pub struct DbSnapshot {
     pub counts: Option<Counts>,
     /// Whether the store is open (loaded, or connected).
     pub backend_open: bool,
+    /// The last reachability probe of the store's server (Postgres).
+    pub probe: Option<BackendProbe>,
 }
 
 impl DbSnapshot {
@@ -59,6 +69,7 @@ impl DbSnapshot {
             last_error: None,
             counts: cached,
             backend_open: false,
+            probe: None,
         }
     }
 }
@@ -135,6 +146,9 @@ impl SupervisorHandle {
             paused: false,
             backend: None,
             open_error: None,
+            outage: None,
+            monitor: None,
+            lost: Arc::new(Notify::new()),
         };
         tracker.spawn(async move {
             sup.run().await;
@@ -213,6 +227,13 @@ impl SupervisorHandle {
     }
 }
 
+/// An outage of the store's server.
+struct Outage {
+    message: String,
+    backoff: Duration,
+    retry_at: std::time::Instant,
+}
+
 struct Supervisor {
     name: String,
     entry: EntryConfig,
@@ -225,6 +246,12 @@ struct Supervisor {
     backend: Option<Arc<Backend>>,
     /// Why the store could not be opened (or ingestion could not start on it).
     open_error: Option<String>,
+    /// The store's server is unreachable: the store is closed and reopened with backoff.
+    outage: Option<Outage>,
+    /// Probes the store's server while it is open (Postgres).
+    monitor: Option<monitor::Monitor>,
+    /// Woken by the monitor when the server stops answering.
+    lost: Arc<Notify>,
     /// Ingestion, once the store is open.
     ingest: Option<ingest::Ingest>,
     /// What queries read, published once ready.
@@ -251,9 +278,19 @@ impl Supervisor {
                 _ => None,
             };
             let flush_at = self.ingest.as_ref().and_then(|i| i.flush_at);
+            let retry = self.outage.as_ref().map(|o| o.retry_at);
+            let lost = self.lost.clone();
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
+                _ = lost.notified(), if self.backend.is_some() => {
+                    if let Some(events_after) = self.check_lost().await {
+                        events = events_after;
+                    }
+                }
+                _ = sleep_until(retry), if retry.is_some() => {
+                    events = self.open_backend().await;
+                }
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Reconfigure(entry)) => {
                         self.close_backend().await;
@@ -289,6 +326,15 @@ impl Supervisor {
         if self.entry.is_err() || self.open_error.is_some() {
             return DbState::Error;
         }
+        let unreachable = self
+            .snapshot
+            .borrow()
+            .probe
+            .as_ref()
+            .is_some_and(|p| !p.reachable);
+        if self.outage.is_some() || unreachable {
+            return DbState::Degraded;
+        }
         match (&self.backend, self.paused) {
             (None, _) => DbState::Starting,
             (Some(_), true) => DbState::Paused,
@@ -300,7 +346,10 @@ impl Supervisor {
         let state = self.state();
         let error = match &self.entry {
             Err(e) => Some(e.clone()),
-            Ok(_) => self.open_error.clone(),
+            Ok(_) => self
+                .open_error
+                .clone()
+                .or_else(|| self.outage.as_ref().map(|o| o.message.clone())),
         };
         let open = self.backend.is_some();
         self.snapshot.send_modify(|s| {
@@ -388,64 +437,154 @@ impl Supervisor {
     }
 
     async fn open_store(&mut self) -> Option<mpsc::Receiver<FileEvent>> {
-        self.backend = None;
+        self.release().await;
         self.open_error = None;
         self.publish();
         let Ok(entry) = self.entry.clone() else {
             return None;
         };
         let started = std::time::Instant::now();
-        let opened = tokio::task::spawn_blocking(move || Backend::open(&entry)).await;
-        match opened {
-            Ok(Ok(backend)) => {
-                let backend = Arc::new(backend);
-                let counts = backend.counts().await.ok();
-                if let Some(c) = &counts {
-                    self.save_counts(c);
-                }
-                info!(event = "store_opened", db = %self.name, location = %backend.location,
-                      millis = started.elapsed().as_millis() as u64, "store opened");
-                self.backend = Some(backend.clone());
-                self.snapshot.send_modify(|s| s.counts = counts);
-                let Ok(entry) = &self.entry else { return None };
-                match ingest::start(entry, backend, &self.files.dir).await {
-                    Ok((ing, ctx, events)) => {
-                        self.snapshot
-                            .send_modify(|s| s.queue_depth = ing.queue.len() as u64);
-                        self.ingest = Some(ing);
-                        self.query.send_replace(Some(ctx));
-                        return events;
-                    }
-                    Err(e) => {
-                        warn!(event = "ingest_unavailable", db = %self.name, error = %e,
-                              "ingestion cannot start on this database");
-                        self.open_error = Some(e);
-                    }
-                }
+        let backend = match open::open(&entry).await {
+            Ok(b) => Arc::new(b),
+            Err(StorageError::Unreachable(e)) => {
+                self.outage_continues(e);
+                return None;
             }
-            Ok(Err(e)) => {
+            // During an outage the lock may still be held by our own lost session (the server
+            // has not noticed it is gone yet): that is the outage going on, not another writer.
+            Err(StorageError::Locked(e)) if self.outage.is_some() => {
+                self.outage_continues(e);
+                return None;
+            }
+            Err(e) => {
                 warn!(event = "store_open_failed", db = %self.name, error = %e,
                       "the store cannot be opened; the database stays in error and nothing is written to it");
                 self.open_error = Some(format!("cannot open the store: {e}"));
+                self.outage = None;
+                return None;
             }
-            Err(join) => {
-                self.open_error = Some(format!("opening the store failed: {join}"));
+        };
+        let counts = backend.counts().await.ok();
+        if let Some(c) = &counts {
+            self.save_counts(c);
+        }
+        info!(event = "store_opened", db = %self.name, location = %backend.location,
+              millis = started.elapsed().as_millis() as u64, "store opened");
+        self.backend = Some(backend.clone());
+        self.snapshot.send_modify(|s| s.counts = counts);
+        match ingest::start(&entry, backend.clone(), &self.files.dir).await {
+            Ok((ing, ctx, events)) => {
+                self.snapshot
+                    .send_modify(|s| s.queue_depth = ing.queue.len() as u64);
+                self.ingest = Some(ing);
+                self.query.send_replace(Some(ctx));
+                if let Some(o) = self.outage.take() {
+                    info!(event = "backend_reconnected", db = %self.name, after = %o.message,
+                          "the store's server answers again; pending work resumes");
+                }
+                if let Some(probe) = backend.probe() {
+                    self.monitor = Some(monitor::Monitor::start(
+                        probe,
+                        self.snapshot.clone(),
+                        self.lost.clone(),
+                    ));
+                }
+                return events;
+            }
+            Err(e) => {
+                // Indexing the stored documents reads the server: tell an outage from a fault.
+                if let Some(probe) = backend.probe()
+                    && let Err(lost) = probe.probe().await
+                {
+                    drop(backend);
+                    self.release().await;
+                    self.outage_continues(lost.to_string());
+                    return None;
+                }
+                warn!(event = "ingest_unavailable", db = %self.name, error = %e,
+                      "ingestion cannot start on this database");
+                self.open_error = Some(e);
+                self.outage = None;
             }
         }
         None
     }
 
-    /// Flushes pending changes and releases the store (and its single-writer lock).
-    async fn close_backend(&mut self) {
+    /// The monitor saw the server go: confirms with one probe (a wake-up may be stale), then
+    /// releases the store and waits to reconnect. `Some(None)` when the store was released.
+    async fn check_lost(&mut self) -> Option<Option<mpsc::Receiver<FileEvent>>> {
+        let backend = self.backend.clone()?;
+        let probe = backend.probe()?.clone();
+        drop(backend);
+        let error = match probe.probe().await {
+            Ok(report) => {
+                // A blip: the server answers again; watch it anew.
+                if let Some(m) = self.monitor.take() {
+                    m.stop().await;
+                }
+                self.snapshot
+                    .send_modify(|s| s.probe = Some(monitor::to_wire(&Ok(report))));
+                self.monitor = Some(monitor::Monitor::start(
+                    &probe,
+                    self.snapshot.clone(),
+                    self.lost.clone(),
+                ));
+                self.publish();
+                return None;
+            }
+            Err(e) => e,
+        };
+        drop(probe);
+        self.release().await;
+        self.outage_continues(error.to_string());
+        Some(None)
+    }
+
+    /// Enters an outage, or schedules the next reconnect of one going on (backoff doubled,
+    /// capped). Logs `backend_unreachable` once per outage.
+    fn outage_continues(&mut self, message: String) {
+        let backoff = match &self.outage {
+            None => {
+                warn!(event = "backend_unreachable", db = %self.name, error = %message,
+                      "the store's server is unreachable; the database is degraded, its work \
+                       waits and resumes once the server answers");
+                RECONNECT_MIN
+            }
+            Some(o) => (o.backoff * 2).min(RECONNECT_MAX),
+        };
+        let probe = monitor::to_wire(&Err(StorageError::Unreachable(message.clone())));
+        self.snapshot.send_modify(|s| s.probe = Some(probe));
+        self.outage = Some(Outage {
+            message: format!("backend unreachable: {message}"),
+            backoff,
+            retry_at: std::time::Instant::now() + backoff,
+        });
+        self.publish();
+    }
+
+    /// Drops the store without writing to it: queries stop, the queue is saved, the monitor
+    /// ends, and the single-writer lock goes with the last reference.
+    async fn release(&mut self) {
         self.query.send_replace(None);
         if let Some(mut ing) = self.ingest.take()
             && let Err(e) = ing.queue.save()
         {
             warn!(db = %self.name, error = %e, "cannot save the ingest queue");
         }
-        let Some(backend) = self.backend.take() else {
+        if let Some(m) = self.monitor.take() {
+            m.stop().await;
+        }
+        self.backend = None;
+        self.snapshot.send_modify(|s| s.probe = None);
+    }
+
+    /// Flushes pending changes and releases the store (and its single-writer lock).
+    async fn close_backend(&mut self) {
+        let Some(backend) = self.backend.clone() else {
+            self.release().await;
             return;
         };
+        self.release().await;
         match backend.flush().await {
             Ok(n) if n > 0 => info!(event = "store_flushed", db = %self.name, stores = n,
                                    "pending changes written"),

@@ -794,3 +794,57 @@ async fn pg_unreachable_is_reported_without_password() {
         Ok(_) => panic!("connected to port 1"),
     }
 }
+
+#[tokio::test]
+async fn pg_indexes_above_2000_dims_as_halfvec_and_builds_ivfflat_on_request() {
+    use hrag_daemon::storage::postgres::VectorIndexType;
+    let pg = PgCluster::start();
+    // 3072 dimensions: pgvector cannot index `vector` columns that wide; halfvec can.
+    let dim = 3072;
+    let st = stores(&pg, "postgres", "wide", Some("big-model"), dim).await;
+    st.ensure_schema().await.unwrap();
+    let chunks = st.vectors(VectorNamespace::Chunks).unwrap();
+    let unit = |i: usize| {
+        let mut v = vec![0.0f32; dim];
+        v[i] = 1.0;
+        v[(i + 1) % dim] = 0.5;
+        v
+    };
+    let items: Vec<VectorItem> = (0..50)
+        .map(|i| VectorItem {
+            id: format!("c{i:02}"),
+            meta: rec(
+                json!({"full_doc_id": "d", "content": format!("chunk {i}"), "file_path": "f"}),
+            ),
+            vector: unit(i * 7),
+        })
+        .collect();
+    chunks.upsert(items).await.unwrap();
+    let hits = chunks.query(&unit(21), 3, 0.0).await.unwrap();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].id, "c03");
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-6,
+        "exact score: {}",
+        hits[0].score
+    );
+    let idx = indexes(&pg.url()).await;
+    let half = idx
+        .iter()
+        .find(|(n, _)| n.contains("big_model_3072d_hnsw_halfvec_cosine") && n.contains("chunks"));
+    let (_, def) = half.unwrap_or_else(|| panic!("no halfvec index in {idx:?}"));
+    assert!(def.contains("halfvec_cosine_ops"), "{def}");
+
+    let mut settings = PgSettings::new(url_for(&pg, "postgres"), "flat", Some("ivf".into()), 8);
+    settings.index_type = VectorIndexType::IvfFlat;
+    let st = PgStores::connect(settings).await.unwrap();
+    st.ensure_schema().await.unwrap();
+    let idx = indexes(&pg.url()).await;
+    assert!(
+        idx.iter().any(
+            |(n, d)| n == "idx_lightrag_vdb_chunks_ivf_8d_ivfflat_cosine"
+                && d.contains("USING ivfflat")
+        ),
+        "{idx:?}"
+    );
+}

@@ -322,8 +322,39 @@ fn setup_local_makes_a_pgvector_cluster_registers_it_and_is_idempotent() {
         text.contains("started PostgreSQL") && !text.contains("created"),
         "{text}"
     );
-    // The ingest into this database needs hragd's Postgres backend (wired on another branch);
-    // that assertion joins this test after the merge.
+
+    // The restart cost hragd its connections (and its single-writer lock): it notices, gets
+    // them back, and then stores what it ingests there and answers from it.
+    crate::pg_daemon::wait_log(&d, "backend_reconnected");
+    crate::pg_daemon::wait_state(&d, "local1", "idle", std::time::Duration::from_secs(60));
+    let note = dir.join("lighthouse.md");
+    std::fs::write(
+        &note,
+        "Orla Quinn keeps the Skerry lighthouse and logs every storm in the Skerry ledger.\n",
+    )
+    .unwrap();
+    let out = d.ctl(&["ingest", "local1", note.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    crate::pg_daemon::wait_docs(&d, "local1", 1, std::time::Duration::from_secs(90));
+    let rows = query_one(
+        &url,
+        "SELECT count(*)::text FROM lightrag_doc_status WHERE workspace = 'local1'",
+    )
+    .unwrap();
+    assert_eq!(rows, "1");
+    let hits = d.json(&[
+        "query",
+        "local1",
+        "Skerry lighthouse storms",
+        "--mode",
+        "naive",
+    ]);
+    assert!(
+        hits["chunks"][0]["content"]
+            .as_str()
+            .is_some_and(|c| c.contains("Orla Quinn")),
+        "{hits}"
+    );
 }
 
 fn cluster_stop(dir: &Path) -> Output {

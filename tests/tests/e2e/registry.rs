@@ -173,6 +173,7 @@ databases:
         "postgres",
         "--connection-string",
         &dsn,
+        "--no-check",
     ]);
     let reg = d.registry_text();
     // The new entry holds no password, only a 0600 file's path.

@@ -12,19 +12,24 @@
 mod doc_status;
 mod graph;
 mod kv;
+mod probe;
 pub mod schema;
+mod settings;
 mod vector;
 
 pub use doc_status::PgDocStatusStore;
 pub use graph::PgGraphStore;
 pub use kv::PgKvStore;
+pub use probe::PgProbe;
+pub use probe::{TargetError, check_target};
+pub use settings::VectorIndexType;
 pub use vector::PgVectorStore;
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 
 use super::{
@@ -54,6 +59,9 @@ pub struct PgSettings {
     /// HNSW `m` and `ef_construction` (LightRAG's defaults: 16 and 64).
     pub hnsw_m: u32,
     pub hnsw_ef: u32,
+    /// libpq's `sslmode` (`disable` … `verify-full`); overrides one in the URL.
+    pub ssl_mode: Option<String>,
+    pub index_type: VectorIndexType,
 }
 
 impl PgSettings {
@@ -75,6 +83,8 @@ impl PgSettings {
             statement_timeout: Duration::from_secs(60),
             hnsw_m: 16,
             hnsw_ef: 64,
+            ssl_mode: None,
+            index_type: VectorIndexType::Hnsw,
         }
     }
 
@@ -96,6 +106,12 @@ impl PgSettings {
         })?;
         if let Some(pw) = &self.password {
             opts = opts.password(pw);
+        }
+        if let Some(mode) = &self.ssl_mode {
+            let mode = PgSslMode::from_str(mode).map_err(|e| {
+                StorageError::Invalid(format!("invalid postgres_ssl_mode '{mode}': {e}"))
+            })?;
+            opts = opts.ssl_mode(mode);
         }
         Ok(opts.application_name("hragd").disable_statement_logging())
     }
@@ -185,15 +201,22 @@ impl PgStores {
         for ns in VectorNamespace::ALL {
             let table = self.vector_table(ns)?;
             stmts.extend(schema::vector_ddl(ns, &table, dim));
-            match schema::hnsw_ddl(&table, dim, self.settings.hnsw_m, self.settings.hnsw_ef) {
-                Some(s) => stmts.push(s),
-                None => tracing::warn!(
+            let s = &self.settings;
+            match schema::index_ddl(&table, dim, s.index_type, s.hnsw_m, s.hnsw_ef) {
+                Ok(ddl) => {
+                    if schema::uses_halfvec(dim) {
+                        tracing::info!(event = "pg_vector_index_halfvec", table = %table, dim,
+                            "{table}: {dim} dimensions exceed pgvector's {} limit for vector \
+                             indexes; it is indexed and searched as halfvec({dim})",
+                            schema::MAX_INDEXED_DIM);
+                    }
+                    stmts.push(ddl);
+                }
+                Err(why) => tracing::warn!(
                     event = "pg_vector_index_skipped",
                     table = %table,
                     dim,
-                    "no HNSW index on {table}: {dim} dimensions exceed pgvector's {} limit; \
-                     vector queries use a sequential scan",
-                    schema::MAX_INDEXED_DIM
+                    "no vector index on {table}: {why}; vector queries use a sequential scan"
                 ),
             }
         }
@@ -251,13 +274,15 @@ impl PgStores {
             )));
         }
         Ok(PgWriterLock {
-            _conn: Mutex::new(conn),
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
         })
     }
 
-    /// Ensures the schema, takes the single-writer lock and assembles the [`Backend`].
+    /// Ensures the schema, takes the single-writer lock and assembles the [`Backend`], whose
+    /// probe runs over the lock's session.
     pub async fn into_backend(self) -> StorageResult<Backend> {
         let guard = self.lock().await?;
+        let probe = PgProbe::new(guard.conn.clone(), self.settings.acquire_timeout);
         self.ensure_schema().await?;
         let kv: Vec<Arc<dyn KvStore>> = KvNamespace::ALL
             .iter()
@@ -277,12 +302,13 @@ impl PgStores {
             self.settings.location(),
             Box::new(guard),
         )
+        .map(|b| b.with_probe(Arc::new(probe)))
     }
 }
 
 /// Holds the advisory lock; released when dropped (the server ends the session).
 pub struct PgWriterLock {
-    _conn: Mutex<PgConnection>,
+    conn: Arc<tokio::sync::Mutex<PgConnection>>,
 }
 
 fn unreachable(settings: &PgSettings, e: &sqlx::Error) -> StorageError {

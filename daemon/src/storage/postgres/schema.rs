@@ -8,6 +8,68 @@ use crate::storage::{StorageError, StorageResult, VectorNamespace};
 const MAX_IDENT: usize = 63;
 /// pgvector's HNSW/IVFFlat limit for `vector` columns.
 pub const MAX_INDEXED_DIM: usize = 2000;
+/// pgvector's limit for `halfvec` indexes: above `MAX_INDEXED_DIM` vectors are indexed (and
+/// searched) through a `content_vector::halfvec(N)` expression, the column staying `vector`.
+pub const MAX_HALFVEC_DIM: usize = 4000;
+/// IVFFlat lists, as LightRAG creates them.
+const IVFFLAT_LISTS: u32 = 100;
+
+/// Whether vectors of `dim` dimensions are indexed and searched as `halfvec`.
+pub fn uses_halfvec(dim: usize) -> bool {
+    dim > MAX_INDEXED_DIM && dim <= MAX_HALFVEC_DIM
+}
+
+/// The ANN index of a vector table: the statement creating it, or why there is none.
+pub fn index_ddl(
+    table: &str,
+    dim: usize,
+    kind: super::VectorIndexType,
+    m: u32,
+    ef_construction: u32,
+) -> Result<String, String> {
+    use super::VectorIndexType as K;
+    if dim > MAX_HALFVEC_DIM {
+        return Err(format!(
+            "{dim} dimensions exceed pgvector's index limits ({MAX_INDEXED_DIM} for vector, \
+             {MAX_HALFVEC_DIM} for halfvec)"
+        ));
+    }
+    let half = uses_halfvec(dim);
+    let (column, ops) = if half {
+        (
+            format!("(content_vector::halfvec({dim}))"),
+            "halfvec_cosine_ops",
+        )
+    } else {
+        ("content_vector".to_owned(), "vector_cosine_ops")
+    };
+    Ok(match kind {
+        K::Hnsw => format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} USING hnsw ({column} {ops}) \
+             WITH (m = {m}, ef_construction = {ef_construction})",
+            index_name(
+                table,
+                if half {
+                    "hnsw_halfvec_cosine"
+                } else {
+                    "hnsw_cosine"
+                }
+            )
+        ),
+        K::IvfFlat => format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} USING ivfflat ({column} {ops}) \
+             WITH (lists = {IVFFLAT_LISTS})",
+            index_name(
+                table,
+                if half {
+                    "ivfflat_halfvec_cosine"
+                } else {
+                    "ivfflat_cosine"
+                }
+            )
+        ),
+    })
+}
 
 /// The graph namespace LightRAG's `PGTableGraphStorage` writes.
 pub const GRAPH_NAMESPACE: &str = "chunk_entity_relation";
@@ -231,18 +293,6 @@ pub fn vector_ddl(ns: VectorNamespace, table: &str, dim: usize) -> Vec<String> {
     v
 }
 
-/// LightRAG's HNSW cosine index on a vector table; `None` above pgvector's dimension limit.
-pub fn hnsw_ddl(table: &str, dim: usize, m: u32, ef_construction: u32) -> Option<String> {
-    if dim > MAX_INDEXED_DIM {
-        return None;
-    }
-    Some(format!(
-        "CREATE INDEX IF NOT EXISTS {} ON {table} USING hnsw (content_vector vector_cosine_ops) \
-         WITH (m = {m}, ef_construction = {ef_construction})",
-        index_name(table, "hnsw_cosine")
-    ))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -277,7 +327,25 @@ mod tests {
             "hnsw_cosine",
         );
         assert!(long.len() <= 63 && long.starts_with("idx_") && long.ends_with("_hnsw_cosine"));
-        assert!(hnsw_ddl("t", 2001, 16, 64).is_none());
-        assert!(hnsw_ddl("t", 2000, 16, 64).is_some());
+    }
+
+    #[test]
+    fn index_kinds_and_dimension_limits() {
+        use super::super::VectorIndexType as K;
+        let hnsw = index_ddl("t", 1536, K::Hnsw, 16, 64).unwrap();
+        assert!(
+            hnsw.contains("idx_t_hnsw_cosine ON t USING hnsw (content_vector vector_cosine_ops)")
+        );
+        let ivf = index_ddl("t", 768, K::IvfFlat, 16, 64).unwrap();
+        assert!(
+            ivf.contains("idx_t_ivfflat_cosine ON t USING ivfflat") && ivf.contains("lists = 100")
+        );
+        let half = index_ddl("t", 3072, K::Hnsw, 16, 64).unwrap();
+        assert!(
+            half.contains("((content_vector::halfvec(3072)) halfvec_cosine_ops)"),
+            "{half}"
+        );
+        assert!(uses_halfvec(3072) && !uses_halfvec(2000) && !uses_halfvec(4001));
+        assert!(index_ddl("t", 4001, K::Hnsw, 16, 64).is_err());
     }
 }

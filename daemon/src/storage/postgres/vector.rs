@@ -151,6 +151,9 @@ impl PgVectorStore {
             .map(|(_, it)| Vector::from(it.vector.clone()))
             .collect();
         let (sql, cols): (String, Vec<Vec<Option<String>>>) = match self.ns {
+            // LightRAG writes a chunk row's `tokens` and `chunk_order_index` from the chunk
+            // itself; callers that pass only the namespace's meta fields get them from the
+            // chunk's text_chunks record, written before its vector.
             VectorNamespace::Chunks => {
                 let mut c = (0..5)
                     .map(|_| Vec::with_capacity(batch.len()))
@@ -165,10 +168,12 @@ impl PgVectorStore {
                 let sql = format!(
                     "INSERT INTO {t} (workspace, id, tokens, chunk_order_index, full_doc_id, \
                      content, content_vector, file_path, create_time, update_time) \
-                     SELECT $1, u.id, u.tokens::integer, u.coi::integer, u.fdi, u.content, u.v, \
+                     SELECT $1, u.id, COALESCE(u.tokens::integer, c.tokens), \
+                     COALESCE(u.coi::integer, c.chunk_order_index), u.fdi, u.content, u.v, \
                      u.fp, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP \
                      FROM UNNEST($2::text[], $3::vector[], $4::text[], $5::text[], $6::text[], \
                      $7::text[], $8::text[]) AS u(id, v, tokens, coi, fdi, content, fp) \
+                     LEFT JOIN lightrag_doc_chunks c ON c.workspace = $1 AND c.id = u.id \
                      ON CONFLICT (workspace, id) DO UPDATE SET tokens = EXCLUDED.tokens, \
                      chunk_order_index = EXCLUDED.chunk_order_index, \
                      full_doc_id = EXCLUDED.full_doc_id, content = EXCLUDED.content, \
@@ -330,16 +335,30 @@ impl VectorStore for PgVectorStore {
         let ef = top_k.clamp(40, 1000).to_string();
         sqlx::query(
             "SELECT set_config('hnsw.ef_search', $1, true), \
-             set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+             set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+             set_config('ivfflat.probes', '10', true), \
+             set_config('ivfflat.iterative_scan', 'relaxed_order', true)",
         )
         .bind(ef)
         .execute(&mut *tx)
         .await
         .map_err(|e| db_err("configure vector search", e))?;
+        // Above pgvector's `vector` index limit the index is on a halfvec expression: order by
+        // it (so the index is used), over-fetch, and rank by the exact distance below.
+        let half = super::schema::uses_halfvec(self.dim);
+        let order = if half {
+            format!(
+                "content_vector::halfvec({d}) <=> $2::halfvec({d})",
+                d = self.dim
+            )
+        } else {
+            "content_vector <=> $2".to_owned()
+        };
+        let fetch = if half { top_k.saturating_mul(2) } else { top_k };
         let sql = format!(
             "SELECT id, {meta}, (content_vector <=> $2)::float8 AS dist FROM {t} \
              WHERE workspace = $1 AND content_vector <=> $2 <= $3 \
-             ORDER BY content_vector <=> $2 LIMIT $4",
+             ORDER BY {order} LIMIT $4",
             meta = self.meta_list(),
             t = self.table
         );
@@ -348,7 +367,7 @@ impl VectorStore for PgVectorStore {
             .bind(&self.workspace)
             .bind(Vector::from(query.to_vec()))
             .bind(max_dist)
-            .bind(sql_limit(top_k))
+            .bind(sql_limit(fetch))
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| db_err(&format!("query {}", self.table), e))?;
@@ -364,6 +383,7 @@ impl VectorStore for PgVectorStore {
             out.push(VectorMatch { id, score, meta });
         }
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        out.truncate(top_k);
         Ok(out)
     }
 

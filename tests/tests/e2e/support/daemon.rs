@@ -110,6 +110,7 @@ impl TestDaemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.socket.exists() && self.ctl(&["status"]).status.success() {
+                self.wait_until_opened();
                 return self;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -120,6 +121,28 @@ impl TestDaemon {
                 "hragd did not come up; log:\n{}",
                 self.log_text()
             );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (bounded) until no database is still `starting`: hragd answers once its stores
+    /// have had a few seconds to open, which a loaded machine can exceed; tests assert on the
+    /// state that follows.
+    fn wait_until_opened(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let out = self.ctl(&["--json", "status"]);
+            let starting = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|s| {
+                    s["databases"]
+                        .as_array()
+                        .map(|dbs| dbs.iter().any(|d| d["state"] == "starting"))
+                })
+                .unwrap_or(false);
+            if !starting {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -1,0 +1,45 @@
+//! Opening a database's store: the JSON backend off the runtime (it loads every file), the
+//! Postgres backend with the vector tables of the embedder the database ingests with.
+
+use crate::providers::config::{self, EmbeddingPlan};
+use crate::providers::{HASH_EMBEDDER_MODEL, ProviderSettings};
+use crate::registry::{BackendType, DbEntry};
+use crate::storage::postgres::PgSettings;
+use crate::storage::{Backend, StorageError, StorageResult};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub async fn open(entry: &DbEntry) -> StorageResult<Backend> {
+    match entry.backend_type {
+        BackendType::Json => {
+            let entry = entry.clone();
+            tokio::task::spawn_blocking(move || Backend::open(&entry))
+                .await
+                .map_err(|e| StorageError::Backend(format!("opening the store failed: {e}")))?
+        }
+        BackendType::Postgres => Backend::open_postgres(pg_settings(entry)?).await,
+    }
+}
+
+/// The Postgres settings of an entry, with the embedder's model name and dimension (LightRAG
+/// names its vector tables after them).
+pub fn pg_settings(entry: &DbEntry) -> StorageResult<PgSettings> {
+    let (model, dim) = embedding_identity(entry)?;
+    PgSettings::from_entry(entry, Some(model), dim, &env)
+}
+
+fn embedding_identity(entry: &DbEntry) -> StorageResult<(String, usize)> {
+    let settings = ProviderSettings::from_entry(entry);
+    let plan = config::resolve(&settings, &env).map_err(|e| {
+        StorageError::Invalid(format!(
+            "database '{}': cannot tell the embedding model, which names the vector tables: {e}",
+            entry.name
+        ))
+    })?;
+    Ok(match plan.embedding {
+        EmbeddingPlan::Builtin { dim } => (HASH_EMBEDDER_MODEL.to_owned(), dim),
+        EmbeddingPlan::Http { name, dim, .. } => (name, dim),
+    })
+}
