@@ -605,7 +605,14 @@ fn backend_report(
         ),
         _ => (BackendHealth::Healthy, None),
     };
-    let file_sizes = entry.map(store_file_sizes).unwrap_or_default();
+    let file_sizes = entry
+        .map(crate::monitor::size::store_file_sizes)
+        .unwrap_or_default();
+    let mut warnings: Vec<String> = entry.map(|e| e.warnings()).unwrap_or_default();
+    let thresholds = entry.and_then(crate::monitor::size::Thresholds::of);
+    if let Some(t) = &thresholds {
+        warnings.extend(crate::monitor::size::warnings(name, &file_sizes, t));
+    }
     let counts = snap.counts.unwrap_or_default();
     BackendStatusReport {
         database: name.to_owned(),
@@ -623,24 +630,11 @@ fn backend_report(
             doc_count: counts.doc_count,
             is_connected: snap.backend_open,
             connection_latency_ms: None,
+            file_size_warning_bytes: thresholds.map(|t| t.file_bytes),
+            total_size_warning_bytes: thresholds.map(|t| t.total_bytes),
         },
-        warnings: entry.map(|e| e.warnings()).unwrap_or_default(),
+        warnings,
     }
-}
-
-/// Sizes of a JSON store's files, by `stat` only.
-fn store_file_sizes(entry: &registry::DbEntry) -> BTreeMap<String, u64> {
-    if entry.backend_type != registry::BackendType::Json {
-        return BTreeMap::new();
-    }
-    let dir = crate::storage::json_store_dir(&entry.path, entry.workspace.as_deref());
-    crate::storage::json::STORE_FILES
-        .iter()
-        .filter_map(|f| {
-            let meta = std::fs::metadata(dir.join(f)).ok()?;
-            Some(((*f).to_owned(), meta.len()))
-        })
-        .collect()
 }
 
 fn absolute(flag: &str, p: &str) -> Result<PathBuf, DaemonError> {

@@ -46,6 +46,7 @@ pub struct DbSnapshot {
     pub counts: Option<Counts>,
     /// Whether the store is open (loaded, or connected).
     pub backend_open: bool,
+    pub monitor: crate::monitor::Figures,
 }
 
 impl DbSnapshot {
@@ -59,6 +60,7 @@ impl DbSnapshot {
             last_error: None,
             counts: cached,
             backend_open: false,
+            monitor: crate::monitor::Figures::default(),
         }
     }
 }
@@ -135,6 +137,7 @@ impl SupervisorHandle {
             paused: false,
             backend: None,
             open_error: None,
+            monitor: crate::monitor::DbMonitor::new(&name),
         };
         tracker.spawn(async move {
             sup.run().await;
@@ -229,6 +232,8 @@ struct Supervisor {
     ingest: Option<ingest::Ingest>,
     /// What queries read, published once ready.
     query: watch::Sender<Option<Arc<QueryContext>>>,
+    /// Store sizes and ingest rate (logic in `crate::monitor`).
+    monitor: crate::monitor::DbMonitor,
 }
 
 impl Supervisor {
@@ -279,6 +284,7 @@ impl Supervisor {
                     self.publish();
                 }
                 _ = sleep_until(due), if due.is_some() => self.work_one().await,
+                _ = self.monitor.tick() => self.monitor.check_sizes(self.entry.as_ref().ok()),
             }
         }
         self.close_backend().await;
@@ -319,6 +325,7 @@ impl Supervisor {
             return;
         };
         self.snapshot.send_modify(|s| s.state = DbState::Ingesting);
+        let started = std::time::Instant::now();
         let result = ing.run_one(&self.name).await;
         let drained = ing
             .queue
@@ -333,6 +340,7 @@ impl Supervisor {
         };
         let depth = ing.queue.len() as u64;
         if let Some(r) = result {
+            self.monitor.document_done(started.elapsed());
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             self.snapshot.send_modify(|s| {
                 s.queue_depth = depth;
@@ -376,6 +384,9 @@ impl Supervisor {
             self.save_counts(&c);
             self.snapshot.send_modify(|s| s.counts = Some(c));
         }
+        let took = started.elapsed();
+        self.monitor
+            .flushed(self.entry.as_ref().ok(), took, &self.snapshot);
     }
 
     /// Opens the store off the runtime (a JSON store loads every file) and starts ingestion on
