@@ -34,6 +34,8 @@ pub struct DaemonConfig {
     pub socket_group: Option<String>,
     /// Upper bound for the drain at shutdown.
     pub drain_timeout: Duration,
+    /// Loopback address of the optional HTTP metrics listener.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// How long a registry change waits for new databases to open before answering.
@@ -313,6 +315,31 @@ impl Daemon {
             reports.push(backend_report(&name, entry.as_ref(), &snap));
         }
         Ok(reports)
+    }
+
+    /// `hragctl metrics` and the HTTP listener: the Prometheus text exposition.
+    pub async fn metrics(&self) -> String {
+        let reg = self.registry_snapshot();
+        let sources = self
+            .dbs
+            .lock()
+            .await
+            .iter()
+            .map(|(name, run)| crate::monitor::metrics::Source {
+                name: name.clone(),
+                snapshot: run.handle.snapshot(),
+                entry: reg.entry(name).ok(),
+                query: run.handle.query_context(),
+            })
+            .collect();
+        let mem = health::memory();
+        let process = crate::monitor::metrics::Process {
+            uptime_secs: self.uptime().as_secs_f64(),
+            rss_bytes: mem.rss_bytes,
+            peak_rss_bytes: mem.peak_rss_bytes,
+            open_fds: health::open_fds(),
+        };
+        crate::monitor::metrics::collect(process, sources).await
     }
 
     /// The named database's running supervisor, by normalised name.

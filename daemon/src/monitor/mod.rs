@@ -5,6 +5,8 @@
 //! after each successful flush (the end of an ingest cycle) and on the monitor's timer. All the
 //! logic lives here, so the supervisor's loop stays about ingestion.
 
+pub mod http;
+pub mod metrics;
 pub mod rate;
 pub mod size;
 

@@ -1,5 +1,5 @@
 //! Monitoring end to end: size warnings in the daemon's log (text and JSON), `backend status`
-//! against PRODUCT §9's field list.
+//! against PRODUCT §9's field list, and `metrics` read by a Prometheus text-format parser.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -207,4 +207,83 @@ fn backend_status_carries_the_contract_fields_and_size_warnings() {
 
     let missing = d.ctl(&["backend", "status", "nosuch"]);
     assert_eq!(missing.status.code(), Some(1));
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let d = daemon_over_threshold("text");
+    let out = d.ctl(&["metrics"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let names: std::collections::BTreeSet<&str> =
+        scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for n in [
+        "hrag_process_resident_memory_bytes",
+        "hrag_documents",
+        "hrag_queue_depth",
+        "hrag_store_size_bytes",
+        "hrag_store_file_size_warning_bytes",
+        "hrag_backend_up",
+        "hrag_ingest_documents_total",
+    ] {
+        assert!(names.contains(n), "{n} missing from:\n{text}");
+    }
+    let cache = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "hrag_store_size_bytes" && s.labels.get("file") == Some(CACHE))
+        .expect("the cache's size");
+    assert_eq!(cache.labels.get("db"), Some("mon"));
+    match cache.value {
+        prometheus_parse::Value::Gauge(v) => assert!(v > MIB as f64),
+        ref other => panic!("not a gauge: {other:?}"),
+    }
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "hrag_documents" && s.labels.get("status") == Some("processed")),
+        "{text}"
+    );
+    assert!(scrape.docs.contains_key("hrag_store_size_bytes"));
+}
+
+#[test]
+fn metrics_listener_serves_loopback_only() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut d = TestDaemon::new(&registry(""))
+        .arg("--metrics-addr")
+        .arg(&format!("127.0.0.1:{port}"));
+    copy_dir(&fixture("lightrag-1.5.7-small"), &d.path("kb"));
+    d.start();
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("text/plain; version=0.0.4"), "{answer}");
+    assert!(answer.contains("\r\n\r\n# HELP hrag_"), "{answer}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
+    let refused = TestDaemon::new(&registry(""))
+        .arg("--metrics-addr")
+        .arg("0.0.0.0:9464")
+        .run_to_exit(Duration::from_secs(10));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only loopback addresses"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
