@@ -287,3 +287,38 @@ fn metrics_listener_serves_loopback_only() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[test]
+fn a_file_grown_by_ingest_warns_after_the_flush() {
+    // 0.05 MiB: the fixture's full_docs (19 KiB) is under it until a 60 KiB document arrives.
+    // The timer checks only at start, so the second warning can come from the flush alone.
+    let mut d = TestDaemon::new(
+        &registry("").replace("file_size_warning_mb: 1", "file_size_warning_mb: 0.05"),
+    )
+    .env("HRAG_SIZE_CHECK_SECS", "3600");
+    copy_dir(&fixture("lightrag-1.5.7-small"), &d.path("kb"));
+    d.start();
+    wait_until_idle(&d);
+    let full_docs = "file=kv_store_full_docs.json";
+    let before = wait_for_warnings(&d, 1);
+    assert!(!before.iter().any(|l| l.contains(full_docs)), "{before:?}");
+    let doc = d.path("big.md");
+    let para =
+        "Ada Lovelace wrote the first program for the Analytical Engine of Charles Babbage. ";
+    std::fs::write(&doc, para.repeat(60 * 1024 / para.len())).unwrap();
+    d.json(&["ingest", "mon", doc.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !warning_lines(&d).iter().any(|l| l.contains(full_docs)) {
+        assert!(
+            Instant::now() < deadline,
+            "no warning for the grown file; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let n = warning_lines(&d)
+        .iter()
+        .filter(|l| l.contains(full_docs))
+        .count();
+    assert_eq!(n, 1);
+}
