@@ -127,3 +127,85 @@ impl DbMonitor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects the JSON log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn snapshot() -> watch::Sender<DbSnapshot> {
+        watch::channel(DbSnapshot {
+            state: hrag_proto::DbState::Idle,
+            paused: false,
+            error: None,
+            queue_depth: 0,
+            last_ingest: None,
+            last_error: None,
+            counts: None,
+            backend_open: true,
+            monitor: Figures::default(),
+        })
+        .0
+    }
+
+    /// A slowed pipeline: five cycles of 10 documents at 1 s each, then 4 s each.
+    #[test]
+    fn a_slowed_pipeline_logs_ingest_rate_degraded_once() {
+        let snap = snapshot();
+        let mut m = DbMonitor::new("slow");
+        let lines = logged(|| {
+            for cycle in 0..10 {
+                let per_doc = if cycle < 5 { 1 } else { 4 };
+                for _ in 0..10 {
+                    m.document_done(Duration::from_secs(per_doc));
+                }
+                m.flushed(None, Duration::ZERO, &snap);
+            }
+        });
+        let warned: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["event"] == "ingest_rate_degraded")
+            .collect();
+        assert_eq!(warned.len(), 1, "{lines:?}");
+        let w = warned[0];
+        assert_eq!(w["level"], "WARN");
+        assert_eq!(w["db"], "slow");
+        assert_eq!(w["rate"], 15.0);
+        assert_eq!(w["baseline"], 60.0);
+        assert_eq!(w["pct"], 75.0);
+        let f = snap.borrow().monitor;
+        assert_eq!(f.documents_total, 100);
+        assert_eq!(f.cycles_total, 10);
+        assert_eq!(f.ingest_rate_per_min, Some(15.0));
+        assert_eq!(f.baseline_per_min, Some(60.0));
+    }
+}
