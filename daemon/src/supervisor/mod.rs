@@ -247,6 +247,8 @@ impl Supervisor {
                 true
             }
         };
+        // Sizes need no open store: a store big enough to warn about is also slow to load.
+        self.monitor.check_sizes(self.entry.as_ref().ok());
         let mut events = self.open_backend().await;
         info!(event = "db_started", db = %self.name, state = self.state().as_str(),
               "database supervisor started");
