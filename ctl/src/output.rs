@@ -295,17 +295,44 @@ fn backend_status(r: &BackendStatusReport) {
         "  documents {}  chunks {}  entities {}  relations {}",
         m.doc_count, m.chunk_count, m.entity_count, m.relation_count
     );
+    if let Some(ms) = m.connection_latency_ms {
+        println!("  connected {}  latency {ms:.1} ms", m.is_connected);
+    }
+    let over = |b: u64, limit: Option<u64>| limit.is_some_and(|l| b > l);
+    let mark = |b: u64, limit: Option<u64>| match limit {
+        Some(l) if b > l => format!("over {}", bytes(l)),
+        _ => String::new(),
+    };
+    let mut any_over = false;
     if !m.file_sizes.is_empty() {
         let mut rows: Vec<Vec<String>> = m
             .file_sizes
             .iter()
-            .map(|(f, b)| vec![format!("  {f}"), bytes(*b)])
+            .map(|(f, b)| {
+                any_over |= over(*b, m.file_size_warning_bytes);
+                vec![
+                    format!("  {f}"),
+                    bytes(*b),
+                    mark(*b, m.file_size_warning_bytes),
+                ]
+            })
             .collect();
-        rows.push(vec!["  total".into(), bytes(m.total_size_bytes)]);
-        table(&["  FILE", "SIZE"], &rows);
+        any_over |= over(m.total_size_bytes, m.total_size_warning_bytes);
+        rows.push(vec![
+            "  total".into(),
+            bytes(m.total_size_bytes),
+            mark(m.total_size_bytes, m.total_size_warning_bytes),
+        ]);
+        table(&["  FILE", "SIZE", "WARNING"], &rows);
     }
     for w in &r.warnings {
         println!("  warning: {w}");
+    }
+    if any_over {
+        println!(
+            "  over a size threshold: move it to Postgres with `hragctl migrate {} --to postgres`",
+            r.database
+        );
     }
 }
 

@@ -35,6 +35,8 @@ pub struct DaemonConfig {
     pub socket_group: Option<String>,
     /// Upper bound for the drain at shutdown.
     pub drain_timeout: Duration,
+    /// Loopback address of the optional HTTP metrics listener.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// How long a registry change waits for new databases to open before answering.
@@ -317,6 +319,31 @@ impl Daemon {
             reports.push(backend_report(&name, entry.as_ref(), &snap));
         }
         Ok(reports)
+    }
+
+    /// `hragctl metrics` and the HTTP listener: the Prometheus text exposition.
+    pub async fn metrics(&self) -> String {
+        let reg = self.registry_snapshot();
+        let sources = self
+            .dbs
+            .lock()
+            .await
+            .iter()
+            .map(|(name, run)| crate::monitor::metrics::Source {
+                name: name.clone(),
+                snapshot: run.handle.snapshot(),
+                entry: reg.entry(name).ok(),
+                query: run.handle.query_context(),
+            })
+            .collect();
+        let mem = health::memory();
+        let process = crate::monitor::metrics::Process {
+            uptime_secs: self.uptime().as_secs_f64(),
+            rss_bytes: mem.rss_bytes,
+            peak_rss_bytes: mem.peak_rss_bytes,
+            open_fds: health::open_fds(),
+        };
+        crate::monitor::metrics::collect(process, sources).await
     }
 
     /// The named database's running supervisor, by normalised name.
@@ -663,7 +690,10 @@ impl Daemon {
         if current == to.as_str() {
             return Ok(());
         }
-        let files = entry.as_ref().map(store_file_sizes).unwrap_or_default();
+        let files = entry
+            .as_ref()
+            .map(crate::monitor::size::store_file_sizes)
+            .unwrap_or_default();
         let docs = snap.counts.map(|c| c.doc_count);
         let holds_data = match docs {
             Some(n) => n > 0,
@@ -723,7 +753,14 @@ fn backend_report(
         ),
         _ => (BackendHealth::Healthy, None),
     };
-    let file_sizes = entry.map(store_file_sizes).unwrap_or_default();
+    let file_sizes = entry
+        .map(crate::monitor::size::store_file_sizes)
+        .unwrap_or_default();
+    let mut warnings: Vec<String> = entry.map(|e| e.warnings()).unwrap_or_default();
+    let thresholds = entry.and_then(crate::monitor::size::Thresholds::of);
+    if let Some(t) = &thresholds {
+        warnings.extend(crate::monitor::size::warnings(name, &file_sizes, t));
+    }
     let counts = snap.counts.unwrap_or_default();
     BackendStatusReport {
         database: name.to_owned(),
@@ -741,24 +778,11 @@ fn backend_report(
             doc_count: counts.doc_count,
             is_connected: snap.backend_open && snap.probe.as_ref().is_none_or(|p| p.reachable),
             connection_latency_ms: snap.probe.as_ref().and_then(|p| p.latency_ms),
+            file_size_warning_bytes: thresholds.map(|t| t.file_bytes),
+            total_size_warning_bytes: thresholds.map(|t| t.total_bytes),
         },
-        warnings: entry.map(|e| e.warnings()).unwrap_or_default(),
+        warnings,
     }
-}
-
-/// Sizes of a JSON store's files, by `stat` only.
-fn store_file_sizes(entry: &registry::DbEntry) -> BTreeMap<String, u64> {
-    if entry.backend_type != registry::BackendType::Json {
-        return BTreeMap::new();
-    }
-    let dir = crate::storage::json_store_dir(&entry.path, entry.workspace.as_deref());
-    crate::storage::json::STORE_FILES
-        .iter()
-        .filter_map(|f| {
-            let meta = std::fs::metadata(dir.join(f)).ok()?;
-            Some(((*f).to_owned(), meta.len()))
-        })
-        .collect()
 }
 
 fn absolute(flag: &str, p: &str) -> Result<PathBuf, DaemonError> {

@@ -48,6 +48,15 @@ pub async fn run(config: DaemonConfig, quick: Option<QuickStart>) -> Result<(), 
     if let Some(q) = &quick {
         ensure_quick_start(&store, &config, q)?;
     }
+    // Before the control socket: a taken port fails the start without touching it.
+    let metrics = match config.metrics_addr {
+        Some(addr) => Some(
+            crate::monitor::http::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
     let socket = control::bind(&config.socket, config.socket_group.as_deref())?;
     let cancel = CancellationToken::new();
     let daemon = Arc::new(Daemon::start(config.clone(), cancel.child_token()).await?);
@@ -62,6 +71,13 @@ pub async fn run(config: DaemonConfig, quick: Option<QuickStart>) -> Result<(), 
         }
     };
     let server = tokio::spawn(server);
+    if let Some(listener) = metrics {
+        tokio::spawn(crate::monitor::http::serve(
+            listener,
+            daemon.clone(),
+            cancel.child_token(),
+        ));
+    }
     info!(event = "daemon_started", socket = %config.socket.display(),
           registry = %config.registry.display(), pid = std::process::id(),
           databases = daemon.db_list().len(), "hragd is ready");

@@ -377,6 +377,10 @@ pub struct BackendMetrics {
     pub doc_count: u64,
     pub is_connected: bool,
     pub connection_latency_ms: Option<f64>,
+    /// The size warning thresholds (`file_size_warning_mb`, `total_size_warning_mb`) in bytes,
+    /// for backends whose files are watched.
+    pub file_size_warning_bytes: Option<u64>,
+    pub total_size_warning_bytes: Option<u64>,
 }
 
 /// PRODUCT §9: the original plan's `BackendStatusResponse`.

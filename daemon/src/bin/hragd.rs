@@ -46,6 +46,11 @@ struct Args {
     #[arg(long, env = "HRAG_DRAIN_TIMEOUT", default_value_t = 30)]
     drain_timeout: u64,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics; loopback addresses only
+    /// (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "HRAG_METRICS_ADDR", value_name = "ADDR", value_parser = loopback_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
+
     /// Quick start: watch this folder into a JSON knowledge base (registered if missing).
     #[arg(long, value_name = "DIR")]
     watch: Option<PathBuf>,
@@ -62,6 +67,13 @@ struct Args {
     /// Quick start: the LightRAG working directory for --watch [default: <state-dir>/kb/<db>].
     #[arg(long, value_name = "DIR", requires = "watch")]
     kb: Option<PathBuf>,
+}
+
+fn loopback_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr = s
+        .parse()
+        .map_err(|e| format!("'{s}' is not an IP:PORT address: {e}"))?;
+    hrag_daemon::monitor::http::check_loopback(addr).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -92,6 +104,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         state_dir: args.state_dir.unwrap_or_else(paths::default_state_dir),
         socket_group: args.socket_group,
         drain_timeout: Duration::from_secs(args.drain_timeout),
+        metrics_addr: args.metrics_addr,
     };
     let quick = args.watch.map(|source| QuickStart {
         name: args.db,

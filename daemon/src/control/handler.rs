@@ -30,11 +30,13 @@ pub async fn handle(daemon: &Daemon, request: Request) -> Response {
         }
         Request::Query(spec) => daemon.query(spec).await.map(Response::Query),
         Request::Ingest { db, paths } => daemon.ingest(&db, paths).await.map(Response::Enqueued),
+        Request::Metrics => Ok(Response::Metrics {
+            text: daemon.metrics().await,
+        }),
         Request::Migrate(_)
         | Request::MigrateStatus { .. }
         | Request::Verify { .. }
-        | Request::Export { .. }
-        | Request::Metrics => {
+        | Request::Export { .. } => {
             return Response::Error(ErrorBody::new(
                 ErrorKind::NotSupported,
                 format!(

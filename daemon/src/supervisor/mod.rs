@@ -10,9 +10,9 @@
 
 mod counts_cache;
 mod ingest;
-mod monitor;
 mod open;
 mod paused;
+mod reachability;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,8 @@ pub struct DbSnapshot {
     pub backend_open: bool,
     /// The last reachability probe of the store's server (Postgres).
     pub probe: Option<BackendProbe>,
+    /// Size and ingest-rate figures (`crate::monitor`).
+    pub monitor: crate::monitor::Figures,
 }
 
 impl DbSnapshot {
@@ -70,6 +72,7 @@ impl DbSnapshot {
             counts: cached,
             backend_open: false,
             probe: None,
+            monitor: crate::monitor::Figures::default(),
         }
     }
 }
@@ -147,8 +150,9 @@ impl SupervisorHandle {
             backend: None,
             open_error: None,
             outage: None,
-            monitor: None,
+            reachability: None,
             lost: Arc::new(Notify::new()),
+            monitor: crate::monitor::DbMonitor::new(&name),
         };
         tracker.spawn(async move {
             sup.run().await;
@@ -249,13 +253,15 @@ struct Supervisor {
     /// The store's server is unreachable: the store is closed and reopened with backoff.
     outage: Option<Outage>,
     /// Probes the store's server while it is open (Postgres).
-    monitor: Option<monitor::Monitor>,
+    reachability: Option<reachability::Monitor>,
     /// Woken by the monitor when the server stops answering.
     lost: Arc<Notify>,
     /// Ingestion, once the store is open.
     ingest: Option<ingest::Ingest>,
     /// What queries read, published once ready.
     query: watch::Sender<Option<Arc<QueryContext>>>,
+    /// Store sizes and ingest rate (logic in `crate::monitor`).
+    monitor: crate::monitor::DbMonitor,
 }
 
 impl Supervisor {
@@ -269,6 +275,8 @@ impl Supervisor {
                 true
             }
         };
+        // Sizes need no open store: a store big enough to warn about is also slow to load.
+        self.monitor.check_sizes(self.entry.as_ref().ok());
         let mut events = self.open_backend().await;
         info!(event = "db_started", db = %self.name, state = self.state().as_str(),
               "database supervisor started");
@@ -316,6 +324,7 @@ impl Supervisor {
                     self.publish();
                 }
                 _ = sleep_until(due), if due.is_some() => self.work_one().await,
+                _ = self.monitor.tick() => self.monitor.check_sizes(self.entry.as_ref().ok()),
             }
         }
         self.close_backend().await;
@@ -368,6 +377,7 @@ impl Supervisor {
             return;
         };
         self.snapshot.send_modify(|s| s.state = DbState::Ingesting);
+        let started = std::time::Instant::now();
         let result = ing.run_one(&self.name).await;
         let drained = ing
             .queue
@@ -382,6 +392,7 @@ impl Supervisor {
         };
         let depth = ing.queue.len() as u64;
         if let Some(r) = result {
+            self.monitor.document_done(started.elapsed());
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             self.snapshot.send_modify(|s| {
                 s.queue_depth = depth;
@@ -425,6 +436,9 @@ impl Supervisor {
             self.save_counts(&c);
             self.snapshot.send_modify(|s| s.counts = Some(c));
         }
+        let took = started.elapsed();
+        self.monitor
+            .flushed(self.entry.as_ref().ok(), took, &self.snapshot);
     }
 
     /// Opens the store off the runtime (a JSON store loads every file) and starts ingestion on
@@ -483,7 +497,7 @@ impl Supervisor {
                           "the store's server answers again; pending work resumes");
                 }
                 if let Some(probe) = backend.probe() {
-                    self.monitor = Some(monitor::Monitor::start(
+                    self.reachability = Some(reachability::Monitor::start(
                         probe,
                         self.snapshot.clone(),
                         self.lost.clone(),
@@ -519,12 +533,12 @@ impl Supervisor {
         let error = match probe.probe().await {
             Ok(report) => {
                 // A blip: the server answers again; watch it anew.
-                if let Some(m) = self.monitor.take() {
+                if let Some(m) = self.reachability.take() {
                     m.stop().await;
                 }
                 self.snapshot
-                    .send_modify(|s| s.probe = Some(monitor::to_wire(&Ok(report))));
-                self.monitor = Some(monitor::Monitor::start(
+                    .send_modify(|s| s.probe = Some(reachability::to_wire(&Ok(report))));
+                self.reachability = Some(reachability::Monitor::start(
                     &probe,
                     self.snapshot.clone(),
                     self.lost.clone(),
@@ -552,7 +566,7 @@ impl Supervisor {
             }
             Some(o) => (o.backoff * 2).min(RECONNECT_MAX),
         };
-        let probe = monitor::to_wire(&Err(StorageError::Unreachable(message.clone())));
+        let probe = reachability::to_wire(&Err(StorageError::Unreachable(message.clone())));
         self.snapshot.send_modify(|s| s.probe = Some(probe));
         self.outage = Some(Outage {
             message: format!("backend unreachable: {message}"),
@@ -571,7 +585,7 @@ impl Supervisor {
         {
             warn!(db = %self.name, error = %e, "cannot save the ingest queue");
         }
-        if let Some(m) = self.monitor.take() {
+        if let Some(m) = self.reachability.take() {
             m.stop().await;
         }
         self.backend = None;

@@ -197,7 +197,6 @@ fn unbuilt_requests_answer_a_typed_not_supported_error() {
         vec!["migrate", "notes", "--to", "postgres"],
         vec!["migrate", "status"],
         vec!["verify", "notes"],
-        vec!["metrics"],
     ] {
         let mut args = vec!["--json"];
         args.extend(&cmd);
