@@ -1,11 +1,12 @@
 //! The source side of a migration: a LightRAG JSON working directory read as streams.
 //!
 //! [`SourceDir`] lists the twelve store files (a missing one is an empty store, as LightRAG
-//! treats it); [`kv::KvSource`] and [`vdb::VdbSource`] stream them.
+//! treats it); [`kv::KvSource`], [`vdb::VdbSource`] and [`graph::GraphSource`] stream them.
 //!
 //! Invariants: nothing here holds a whole file in memory, so peak memory does not grow with the
 //! input; nothing here writes; every error names the file and the byte offset.
 
+pub mod graph;
 pub mod kv;
 pub mod vdb;
 
