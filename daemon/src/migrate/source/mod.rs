@@ -196,3 +196,6 @@ fn read_range(f: &mut File, at: u64, out: &mut [u8]) -> std::io::Result<()> {
     f.seek(SeekFrom::Start(at))?;
     f.read_exact(out)
 }
+
+#[cfg(test)]
+mod tests;

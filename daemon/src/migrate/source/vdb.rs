@@ -244,6 +244,12 @@ impl VdbRows {
         self.values = Vec::new();
     }
 
+    /// Decoded floats held (capacity), for the memory test.
+    #[cfg(test)]
+    pub(crate) fn held_values(&self) -> usize {
+        self.values.capacity()
+    }
+
     fn pending(&self) -> usize {
         self.values.len() - self.head
     }
