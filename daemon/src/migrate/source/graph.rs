@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use crate::storage::json::graphml::{
     self, FileKey, KeyFor, Tag, Xml, check_graph_attrs, convert, data_key_attr, edge_attrs,
-    key_default, node_id_attr, parse_key_attrs, tag,
+    key_default, node_id_attr, parse_key_attrs, shorten, tag,
 };
 use crate::storage::{Record, StorageError, StorageResult};
 
@@ -432,13 +432,6 @@ fn store<R: io::BufRead>(
     };
     props.insert(fk.name.to_string(), v);
     Ok(())
-}
-
-fn shorten(s: &str) -> String {
-    match s.char_indices().nth(80) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
 }
 
 fn fill_defaults(props: &mut Record, defaults: &[(Box<str>, Value)]) {

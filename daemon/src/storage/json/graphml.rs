@@ -1186,7 +1186,7 @@ fn unescape_into(raw: &str, out: &mut String) -> Result<(), (usize, String)> {
     Ok(())
 }
 
-fn shorten(s: &str) -> Cow<'_, str> {
+pub(crate) fn shorten(s: &str) -> Cow<'_, str> {
     if s.chars().count() > 60 {
         Cow::Owned(format!("{}…", s.chars().take(60).collect::<String>()))
     } else {
