@@ -10,6 +10,7 @@ pub mod health;
 pub mod ingest;
 pub mod lifecycle;
 pub mod logging;
+pub mod migrate;
 pub mod monitor;
 pub mod notify;
 pub mod paths;

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hashbrown::HashMap;
 use quick_xml::events::{BytesRef, BytesStart, Event};
@@ -46,8 +46,19 @@ pub(crate) fn read<R: BufRead>(src: R, path: &Path) -> StorageResult<Graph> {
     let mut x = Xml::new(src, path);
     let mut buf = Vec::with_capacity(64 << 10);
     let mut l = Loader::new();
+    read_prologue(&mut x, &mut buf)?;
+    l.root(&mut x, &mut buf)?;
+    read_epilogue(&mut x, &mut buf)?;
+    if l.graphs == 0 {
+        return Err(x.corrupt(x.at, "no <graph> element"));
+    }
+    l.finish()
+}
+
+/// Everything up to and including the `<graphml>` start tag.
+pub(crate) fn read_prologue<R: BufRead>(x: &mut Xml<R>, buf: &mut Vec<u8>) -> StorageResult<()> {
     loop {
-        match x.next(&mut buf)? {
+        match x.next(buf)? {
             Event::Start(e) => {
                 if e.local_name().as_ref() != "graphml" {
                     let what =
@@ -87,38 +98,39 @@ pub(crate) fn read<R: BufRead>(src: R, path: &Path) -> StorageResult<Graph> {
             _ => return Err(x.corrupt(x.at, "content before the <graphml> root element")),
         }
     }
-    l.root(&mut x, &mut buf)?;
+    Ok(())
+}
+
+/// Everything after the `</graphml>` end tag: nothing but blanks, comments and PIs.
+pub(crate) fn read_epilogue<R: BufRead>(x: &mut Xml<R>, buf: &mut Vec<u8>) -> StorageResult<()> {
     loop {
-        match x.next(&mut buf)? {
+        match x.next(buf)? {
             Event::Eof => break,
             Event::Text(t) if is_blank(&t) => {}
             Event::Comment(_) | Event::PI(_) => {}
             _ => return Err(x.corrupt(x.at, "content after the </graphml> root element")),
         }
     }
-    if l.graphs == 0 {
-        return Err(x.corrupt(x.at, "no <graph> element"));
-    }
-    l.finish()
+    Ok(())
 }
 
-fn is_blank(s: &str) -> bool {
+pub(crate) fn is_blank(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// The XML event source, with the offset of the event being read for messages. Events borrow
 /// only the caller's buffer, so the source stays usable (for messages) while one is alive.
-struct Xml<'p, R> {
+pub(crate) struct Xml<R> {
     r: Reader<R>,
-    path: &'p Path,
+    path: PathBuf,
     /// Byte offset where the last event started.
-    at: u64,
+    pub(crate) at: u64,
     /// Skip whitespace before events (off inside character data).
     skip_blanks: bool,
 }
 
-impl<'p, R: BufRead> Xml<'p, R> {
-    fn new(src: R, path: &'p Path) -> Self {
+impl<R: BufRead> Xml<R> {
+    pub(crate) fn new(src: R, path: &Path) -> Self {
         let mut r = Reader::from_reader(src);
         let c = r.config_mut();
         c.check_end_names = true;
@@ -126,13 +138,13 @@ impl<'p, R: BufRead> Xml<'p, R> {
         c.trim_text(false);
         Xml {
             r,
-            path,
+            path: path.to_path_buf(),
             at: 0,
             skip_blanks: true,
         }
     }
 
-    fn next<'b>(&mut self, buf: &'b mut Vec<u8>) -> StorageResult<Event<'b>> {
+    pub(crate) fn next<'b>(&mut self, buf: &'b mut Vec<u8>) -> StorageResult<Event<'b>> {
         buf.clear();
         if self.skip_blanks {
             self.skip_whitespace()?;
@@ -140,14 +152,14 @@ impl<'p, R: BufRead> Xml<'p, R> {
         self.at = self.r.buffer_position();
         match self.r.read_event_into(buf) {
             Ok(ev) => Ok(ev),
-            Err(e) => Err(xml_error(self.path, e, self.at, self.r.error_position())),
+            Err(e) => Err(xml_error(&self.path, e, self.at, self.r.error_position())),
         }
     }
 
     /// Consumes whitespace (between elements it is no content), so that `at` is where the next
     /// event really starts and no event is spent on indentation.
     fn skip_whitespace(&mut self) -> StorageResult<()> {
-        let path = self.path;
+        let path = &self.path;
         let mut s = self.r.stream();
         loop {
             let avail = match s.fill_buf() {
@@ -167,15 +179,15 @@ impl<'p, R: BufRead> Xml<'p, R> {
         }
     }
 
-    fn corrupt(&self, at: u64, what: impl Display) -> StorageError {
-        StorageError::corrupt(self.path, format!("byte {at}: {what}"))
+    pub(crate) fn corrupt(&self, at: u64, what: impl Display) -> StorageError {
+        StorageError::corrupt(&self.path, format!("byte {at}: {what}"))
     }
 
     /// Appends the raw character data from here to the next `<` (left unread) to `raw`; the
     /// parser continues from there (quick-xml's `stream()`), so a `<data>` text costs one read
     /// instead of an event per entity reference.
     fn raw_text(&mut self, raw: &mut Vec<u8>) -> StorageResult<()> {
-        let path = self.path;
+        let path = &self.path;
         let mut s = self.r.stream();
         loop {
             let avail = match s.fill_buf() {
@@ -201,11 +213,140 @@ impl<'p, R: BufRead> Xml<'p, R> {
         }
     }
 
-    fn bad_attr(&self, at: u64, err: impl Display) -> StorageError {
+    /// Text content up to the end tag of `element` (whose start tag was just read), appended to
+    /// `text`; `raw` is scratch.
+    pub(crate) fn read_text(
+        &mut self,
+        buf: &mut Vec<u8>,
+        element: &str,
+        raw: &mut Vec<u8>,
+        text: &mut String,
+    ) -> StorageResult<()> {
+        // The character data before the first markup, read raw (normally all of it).
+        let start = self.r.buffer_position();
+        raw.clear();
+        self.raw_text(raw)?;
+        if !raw.is_empty() {
+            let t = std::str::from_utf8(raw)
+                .map_err(|e| self.corrupt(start + e.valid_up_to() as u64, "invalid UTF-8"))?;
+            unescape_into(t, text).map_err(|(i, what)| self.corrupt(start + i as u64, what))?;
+        }
+        // Then events up to the end tag (CDATA, comments and the text after them keep their
+        // whitespace: no skipping meanwhile).
+        self.skip_blanks = false;
+        let res = self.read_text_events(buf, element, text);
+        self.skip_blanks = true;
+        res
+    }
+
+    fn read_text_events(
+        &mut self,
+        buf: &mut Vec<u8>,
+        element: &str,
+        text: &mut String,
+    ) -> StorageResult<()> {
+        loop {
+            match self.next(buf)? {
+                Event::Text(t) => text.push_str(&t.xml10_content()),
+                Event::CData(c) => text.push_str(&c.xml10_content()),
+                Event::GeneralRef(r) => match resolve_ref(&r) {
+                    Ok(c) => text.push_str(c.as_str()),
+                    Err(what) => return Err(self.corrupt(self.at, what)),
+                },
+                Event::End(_) => return Ok(()),
+                Event::Start(e) | Event::Empty(e) => {
+                    let what = format!(
+                        "unsupported element <{}> inside <{element}>",
+                        e.name().as_ref()
+                    );
+                    return Err(self.corrupt(self.at, what));
+                }
+                Event::Eof => return Err(self.eof_inside(element)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Takes one `<data key="ID">text</data>` (or `<data key="ID" />`) straight from the
+    /// buffered input when it is all there in exactly that form, as networkx writes it: the
+    /// common case costs no XML events. The key id and unescaped text go to `key_id` and
+    /// `text`; returns the offset of the `<data>` tag. `Ok(None)`, with nothing consumed, for
+    /// anything else (which the event path then reads).
+    pub(crate) fn fast_data(
+        &mut self,
+        key_id: &mut String,
+        text: &mut String,
+    ) -> StorageResult<Option<u64>> {
+        const OPEN: &[u8] = b"<data key=\"";
+        const CLOSE: &[u8] = b"</data>";
+        self.skip_whitespace()?;
+        let at = self.r.buffer_position();
+        let path = &self.path;
+        let mut s = self.r.stream();
+        let avail = match s.fill_buf() {
+            Ok(b) => b,
+            Err(_) => return Ok(None),
+        };
+        let Some(rest) = avail.strip_prefix(OPEN) else {
+            return Ok(None);
+        };
+        let Some(q) = memchr::memchr(b'"', rest) else {
+            return Ok(None);
+        };
+        let (id, after) = rest.split_at(q);
+        let after = &after[1..];
+        if id
+            .iter()
+            .any(|b| matches!(b, b'&' | b'<' | b'\t' | b'\n' | b'\r'))
+        {
+            return Ok(None);
+        }
+        let (empty, tag_end) = if after.starts_with(b">") {
+            (false, 1)
+        } else if after.starts_with(b" />") {
+            (true, 3)
+        } else if after.starts_with(b"/>") {
+            (true, 2)
+        } else {
+            return Ok(None);
+        };
+        let body = &after[tag_end..];
+        let (body_text, used) = if empty {
+            (&body[..0], OPEN.len() + q + 1 + tag_end)
+        } else {
+            let Some(lt) = memchr::memchr(b'<', body) else {
+                return Ok(None);
+            };
+            if !body[lt..].starts_with(CLOSE) {
+                return Ok(None);
+            }
+            (&body[..lt], OPEN.len() + q + 1 + tag_end + lt + CLOSE.len())
+        };
+        let Ok(id) = std::str::from_utf8(id) else {
+            return Ok(None);
+        };
+        key_id.clear();
+        key_id.push_str(id);
+        text.clear();
+        let text_at = at + (OPEN.len() + q + 1 + tag_end) as u64;
+        let raw = std::str::from_utf8(body_text).map_err(|e| {
+            StorageError::corrupt(
+                path,
+                format!("byte {}: invalid UTF-8", text_at + e.valid_up_to() as u64),
+            )
+        })?;
+        unescape_into(raw, text).map_err(|(i, what)| {
+            StorageError::corrupt(path, format!("byte {}: {what}", text_at + i as u64))
+        })?;
+        s.consume(used);
+        Ok(Some(at))
+    }
+
+    pub(crate) fn bad_attr(&self, at: u64, err: impl Display) -> StorageError {
         self.corrupt(at, format!("malformed attribute: {err}"))
     }
 
-    fn eof_inside(&self, element: &str) -> StorageError {
+    pub(crate) fn eof_inside(&self, element: &str) -> StorageError {
         self.corrupt(
             self.r.buffer_position(),
             format!("unexpected end of file inside <{element}> (truncated file?)"),
@@ -213,7 +354,7 @@ impl<'p, R: BufRead> Xml<'p, R> {
     }
 
     /// Skips the rest of an element whose start tag was just read.
-    fn skip_subtree(&mut self, buf: &mut Vec<u8>, element: &str) -> StorageResult<()> {
+    pub(crate) fn skip_subtree(&mut self, buf: &mut Vec<u8>, element: &str) -> StorageResult<()> {
         let mut depth = 1usize;
         while depth > 0 {
             match self.next(buf)? {
@@ -249,7 +390,7 @@ fn xml_error(path: &Path, e: quick_xml::Error, at: u64, err_at: u64) -> StorageE
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tag {
+pub(crate) enum Tag {
     Key,
     Default,
     Graph,
@@ -260,7 +401,7 @@ enum Tag {
     Other,
 }
 
-fn tag(e: &BytesStart<'_>) -> Tag {
+pub(crate) fn tag(e: &BytesStart<'_>) -> Tag {
     match e.local_name().as_ref() {
         "key" => Tag::Key,
         "default" => Tag::Default,
@@ -275,16 +416,16 @@ fn tag(e: &BytesStart<'_>) -> Tag {
 
 /// Which `<key for="…">`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KeyFor {
+pub(crate) enum KeyFor {
     Node,
     Edge,
     Other,
 }
 
 /// A `<key>` of the file.
-struct FileKey {
-    name: Box<str>,
-    ty: AttrType,
+pub(crate) struct FileKey {
+    pub(crate) name: Box<str>,
+    pub(crate) ty: AttrType,
     /// The graph's key for (name, scope, ty), by [`Scope::index`], once used.
     typed: [Option<u32>; 3],
     /// The graph's string key for (name, scope), for empty `<data>`.
@@ -372,10 +513,10 @@ impl Loader {
     /// `on_start` while the tag is alive), `None` at the end tag. Other content is skipped.
     fn next_child<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         element: &str,
-        on_start: impl FnOnce(&mut Self, &Xml<'_, R>, Tag, &BytesStart<'_>) -> StorageResult<()>,
+        on_start: impl FnOnce(&mut Self, &Xml<R>, Tag, &BytesStart<'_>) -> StorageResult<()>,
     ) -> StorageResult<Option<Item>> {
         loop {
             let item = match x.next(buf)? {
@@ -400,7 +541,7 @@ impl Loader {
     }
 
     /// Skips an element whose start tag `next_child` returned.
-    fn skip<R: BufRead>(&mut self, x: &mut Xml<'_, R>, buf: &mut Vec<u8>) -> StorageResult<()> {
+    fn skip<R: BufRead>(&mut self, x: &mut Xml<R>, buf: &mut Vec<u8>) -> StorageResult<()> {
         let name = std::mem::take(&mut self.other);
         let res = x.skip_subtree(buf, &name);
         self.other = name;
@@ -408,7 +549,7 @@ impl Loader {
     }
 
     /// Children of `<graphml>` up to its end tag.
-    fn root<R: BufRead>(&mut self, x: &mut Xml<'_, R>, buf: &mut Vec<u8>) -> StorageResult<()> {
+    fn root<R: BufRead>(&mut self, x: &mut Xml<R>, buf: &mut Vec<u8>) -> StorageResult<()> {
         let mut key = None;
         loop {
             let item = self.next_child(x, buf, "graphml", |l, x, t, e| {
@@ -446,7 +587,7 @@ impl Loader {
     /// A `<key>`: its declaration and optional `<default>`.
     fn key<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         key: (String, KeyFor, FileKey, u64),
         empty: bool,
@@ -474,22 +615,7 @@ impl Loader {
                 // networkx keeps defaults of node and edge keys only.
                 KeyFor::Other => None,
             };
-            let val = match text.as_deref() {
-                None | Some("") if fk.ty == AttrType::String => Some(OwnedVal::Str("".into())),
-                None | Some("") => None,
-                Some(t) => convert(t, fk.ty).ok().map(Val::to_owned_val),
-            };
-            let Some(val) = val else {
-                return Err(x.corrupt(
-                    at,
-                    format!(
-                        "<key id={id:?}> ({}, {}): invalid <default> {:?}",
-                        fk.name,
-                        fk.ty.graphml_name(),
-                        text.unwrap_or_default()
-                    ),
-                ));
-            };
+            let val = key_default(x, at, &id, &fk, text)?;
             if let Some(scope) = scope {
                 self.g.set_default(&fk.name, scope, val)?;
             }
@@ -502,76 +628,21 @@ impl Loader {
     /// `self.text`.
     fn read_text<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         element: &str,
     ) -> StorageResult<()> {
-        // The character data before the first markup, read raw (normally all of it).
-        let start = x.r.buffer_position();
-        self.raw.clear();
-        x.raw_text(&mut self.raw)?;
-        if !self.raw.is_empty() {
-            let text = std::str::from_utf8(&self.raw)
-                .map_err(|e| x.corrupt(start + e.valid_up_to() as u64, "invalid UTF-8"))?;
-            unescape_into(text, &mut self.text)
-                .map_err(|(i, what)| x.corrupt(start + i as u64, what))?;
-        }
-        // Then events up to the end tag (CDATA, comments and the text after them keep their
-        // whitespace: no skipping meanwhile).
-        x.skip_blanks = false;
-        let res = self.read_text_events(x, buf, element);
-        x.skip_blanks = true;
-        res
-    }
-
-    fn read_text_events<R: BufRead>(
-        &mut self,
-        x: &mut Xml<'_, R>,
-        buf: &mut Vec<u8>,
-        element: &str,
-    ) -> StorageResult<()> {
-        loop {
-            match x.next(buf)? {
-                Event::Text(t) => self.text.push_str(&t.xml10_content()),
-                Event::CData(c) => self.text.push_str(&c.xml10_content()),
-                Event::GeneralRef(r) => match resolve_ref(&r) {
-                    Ok(c) => self.text.push_str(c.as_str()),
-                    Err(what) => return Err(x.corrupt(x.at, what)),
-                },
-                Event::End(_) => return Ok(()),
-                Event::Start(e) | Event::Empty(e) => {
-                    let what = format!(
-                        "unsupported element <{}> inside <{element}>",
-                        e.name().as_ref()
-                    );
-                    return Err(x.corrupt(x.at, what));
-                }
-                Event::Eof => return Err(x.eof_inside(element)),
-                _ => {}
-            }
-        }
+        x.read_text(buf, element, &mut self.raw, &mut self.text)
     }
 
     /// Takes the `key` attribute of a `<data>` start tag into `self.key_id`.
     fn data_attrs<R: BufRead>(
         &mut self,
-        x: &Xml<'_, R>,
+        x: &Xml<R>,
         e: &BytesStart<'_>,
         owner: Owner,
     ) -> StorageResult<()> {
-        self.key_id.clear();
-        let mut found = false;
-        for a in e.attributes() {
-            let a = a.map_err(|err| x.bad_attr(x.at, err))?;
-            if a.key.as_ref() == "key" {
-                let v = a
-                    .normalized_value(quick_xml::XmlVersion::Explicit1_0)
-                    .map_err(|err| x.bad_attr(x.at, err))?;
-                self.key_id.push_str(&v);
-                found = true;
-            }
-        }
-        if !found {
+        if !data_key_attr(x, e, &mut self.key_id)? {
             let what = format!("{}: <data> without a key attribute", self.owner_text(owner));
             return Err(x.corrupt(x.at, what));
         }
@@ -582,7 +653,7 @@ impl Loader {
     /// the converted property to `self.blob`.
     fn data<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         owner: Owner,
         at: u64,
@@ -592,7 +663,7 @@ impl Loader {
         if !empty {
             self.read_text(x, buf, "data")?;
         }
-        self.store_data(x.path, owner, at)
+        self.store_data(&x.path, owner, at)
     }
 
     /// Converts `self.text` by the key `self.key_id` and appends the property to `self.blob`.
@@ -647,7 +718,7 @@ impl Loader {
     }
 
     /// Children of `<graph>` up to its end tag.
-    fn graph<R: BufRead>(&mut self, x: &mut Xml<'_, R>, buf: &mut Vec<u8>) -> StorageResult<()> {
+    fn graph<R: BufRead>(&mut self, x: &mut Xml<R>, buf: &mut Vec<u8>) -> StorageResult<()> {
         loop {
             let mut at = 0;
             let item = self.next_child(x, buf, "graph", |l, x, t, e| {
@@ -687,7 +758,7 @@ impl Loader {
     /// `<data>` into `self.blob`.
     fn children<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         owner: Owner,
         element: &str,
@@ -719,100 +790,25 @@ impl Loader {
         }
     }
 
-    /// Takes one `<data key="ID">text</data>` (or `<data key="ID" />`) straight from the
-    /// buffered input when it is all there in exactly that form, as networkx writes it: the
-    /// common case costs no XML events. `Ok(false)`, with nothing consumed, for anything else
-    /// (which the event path then reads).
-    fn fast_data<R: BufRead>(&mut self, x: &mut Xml<'_, R>, owner: Owner) -> StorageResult<bool> {
-        const OPEN: &[u8] = b"<data key=\"";
-        const CLOSE: &[u8] = b"</data>";
-        x.skip_whitespace()?;
-        let at = x.r.buffer_position();
-        let path = x.path;
-        let mut s = x.r.stream();
-        let avail = match s.fill_buf() {
-            Ok(b) => b,
-            Err(_) => return Ok(false),
-        };
-        let Some(rest) = avail.strip_prefix(OPEN) else {
-            return Ok(false);
-        };
-        let Some(q) = memchr::memchr(b'"', rest) else {
-            return Ok(false);
-        };
-        let (id, after) = rest.split_at(q);
-        let after = &after[1..];
-        if id
-            .iter()
-            .any(|b| matches!(b, b'&' | b'<' | b'\t' | b'\n' | b'\r'))
-        {
-            return Ok(false);
-        }
-        let (empty, tag_end) = if after.starts_with(b">") {
-            (false, 1)
-        } else if after.starts_with(b" />") {
-            (true, 3)
-        } else if after.starts_with(b"/>") {
-            (true, 2)
-        } else {
-            return Ok(false);
-        };
-        let body = &after[tag_end..];
-        let (text, used) = if empty {
-            (&body[..0], OPEN.len() + q + 1 + tag_end)
-        } else {
-            let Some(lt) = memchr::memchr(b'<', body) else {
-                return Ok(false);
-            };
-            if !body[lt..].starts_with(CLOSE) {
-                return Ok(false);
+    /// A `<data>` in networkx's exact form, read without XML events (see [`Xml::fast_data`]).
+    fn fast_data<R: BufRead>(&mut self, x: &mut Xml<R>, owner: Owner) -> StorageResult<bool> {
+        match x.fast_data(&mut self.key_id, &mut self.text)? {
+            Some(at) => {
+                self.store_data(&x.path, owner, at)?;
+                Ok(true)
             }
-            (&body[..lt], OPEN.len() + q + 1 + tag_end + lt + CLOSE.len())
-        };
-        let Ok(id) = std::str::from_utf8(id) else {
-            return Ok(false);
-        };
-        self.key_id.clear();
-        self.key_id.push_str(id);
-        self.text.clear();
-        let text_at = at + (OPEN.len() + q + 1 + tag_end) as u64;
-        let text = std::str::from_utf8(text).map_err(|e| {
-            StorageError::corrupt(
-                path,
-                format!("byte {}: invalid UTF-8", text_at + e.valid_up_to() as u64),
-            )
-        })?;
-        unescape_into(text, &mut self.text).map_err(|(i, what)| {
-            StorageError::corrupt(path, format!("byte {}: {what}", text_at + i as u64))
-        })?;
-        s.consume(used);
-        self.store_data(path, owner, at)?;
-        Ok(true)
+            None => Ok(false),
+        }
     }
 
     /// Takes the `id` of a `<node>` start tag into `self.id`.
-    fn node_attrs<R: BufRead>(&mut self, x: &Xml<'_, R>, e: &BytesStart<'_>) -> StorageResult<()> {
-        self.id.clear();
-        let mut has_id = false;
-        for a in e.attributes() {
-            let a = a.map_err(|err| x.bad_attr(x.at, err))?;
-            if a.key.as_ref() == "id" {
-                let v = a
-                    .normalized_value(quick_xml::XmlVersion::Explicit1_0)
-                    .map_err(|err| x.bad_attr(x.at, err))?;
-                self.id.push_str(&v);
-                has_id = true;
-            }
-        }
-        if !has_id {
-            return Err(x.corrupt(x.at, "<node> without an id"));
-        }
-        Ok(())
+    fn node_attrs<R: BufRead>(&mut self, x: &Xml<R>, e: &BytesStart<'_>) -> StorageResult<()> {
+        node_id_attr(x, e, &mut self.id)
     }
 
     fn node<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         empty: bool,
     ) -> StorageResult<()> {
@@ -839,51 +835,15 @@ impl Loader {
         Ok(())
     }
 
-    /// Takes `source`, `target` and `id` of an `<edge>` start tag.
-    fn edge_attrs<R: BufRead>(&mut self, x: &Xml<'_, R>, e: &BytesStart<'_>) -> StorageResult<()> {
-        self.src.clear();
-        self.tgt.clear();
-        self.key_id.clear();
-        let (mut has_src, mut has_tgt) = (false, false);
-        for a in e.attributes() {
-            let a = a.map_err(|err| x.bad_attr(x.at, err))?;
-            let key = a.key.as_ref();
-            if !matches!(key, "source" | "target" | "id" | "directed") {
-                continue;
-            }
-            let v = a
-                .normalized_value(quick_xml::XmlVersion::Explicit1_0)
-                .map_err(|err| x.bad_attr(x.at, err))?;
-            match key {
-                "source" => {
-                    self.src.push_str(&v);
-                    has_src = true;
-                }
-                "target" => {
-                    self.tgt.push_str(&v);
-                    has_tgt = true;
-                }
-                // The edge id goes through key_id until the edge is stored.
-                "id" => self.key_id.push_str(&v),
-                "directed" if v == "true" => {
-                    return Err(x.corrupt(
-                        x.at,
-                        "a directed edge (directed=\"true\") in an undirected graph",
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if !has_src || !has_tgt {
-            let missing = if has_src { "target" } else { "source" };
-            return Err(x.corrupt(x.at, format!("<edge> without a {missing}")));
-        }
-        Ok(())
+    /// Takes `source`, `target` and `id` of an `<edge>` start tag (the id into `self.key_id`
+    /// until the edge is stored).
+    fn edge_attrs<R: BufRead>(&mut self, x: &Xml<R>, e: &BytesStart<'_>) -> StorageResult<()> {
+        edge_attrs(x, e, &mut self.src, &mut self.tgt, &mut self.key_id)
     }
 
     fn edge<R: BufRead>(
         &mut self,
-        x: &mut Xml<'_, R>,
+        x: &mut Xml<R>,
         buf: &mut Vec<u8>,
         empty: bool,
     ) -> StorageResult<()> {
@@ -943,8 +903,126 @@ impl Loader {
     }
 }
 
-fn parse_key_attrs<R: BufRead>(
-    x: &Xml<'_, R>,
+/// Takes the `id` of a `<node>` start tag into `id`.
+pub(crate) fn node_id_attr<R: BufRead>(
+    x: &Xml<R>,
+    e: &BytesStart<'_>,
+    id: &mut String,
+) -> StorageResult<()> {
+    id.clear();
+    let mut has_id = false;
+    for a in e.attributes() {
+        let a = a.map_err(|err| x.bad_attr(x.at, err))?;
+        if a.key.as_ref() == "id" {
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                .map_err(|err| x.bad_attr(x.at, err))?;
+            id.push_str(&v);
+            has_id = true;
+        }
+    }
+    if !has_id {
+        return Err(x.corrupt(x.at, "<node> without an id"));
+    }
+    Ok(())
+}
+
+/// Takes `source`, `target` and `id` (empty when absent) of an `<edge>` start tag.
+pub(crate) fn edge_attrs<R: BufRead>(
+    x: &Xml<R>,
+    e: &BytesStart<'_>,
+    src: &mut String,
+    tgt: &mut String,
+    id: &mut String,
+) -> StorageResult<()> {
+    src.clear();
+    tgt.clear();
+    id.clear();
+    let (mut has_src, mut has_tgt) = (false, false);
+    for a in e.attributes() {
+        let a = a.map_err(|err| x.bad_attr(x.at, err))?;
+        let key = a.key.as_ref();
+        if !matches!(key, "source" | "target" | "id" | "directed") {
+            continue;
+        }
+        let v = a
+            .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+            .map_err(|err| x.bad_attr(x.at, err))?;
+        match key {
+            "source" => {
+                src.push_str(&v);
+                has_src = true;
+            }
+            "target" => {
+                tgt.push_str(&v);
+                has_tgt = true;
+            }
+            "id" => id.push_str(&v),
+            "directed" if v == "true" => {
+                return Err(x.corrupt(
+                    x.at,
+                    "a directed edge (directed=\"true\") in an undirected graph",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if !has_src || !has_tgt {
+        let missing = if has_src { "target" } else { "source" };
+        return Err(x.corrupt(x.at, format!("<edge> without a {missing}")));
+    }
+    Ok(())
+}
+
+/// Takes the `key` attribute of a `<data>` start tag into `key_id`; `Ok(false)` without one.
+pub(crate) fn data_key_attr<R: BufRead>(
+    x: &Xml<R>,
+    e: &BytesStart<'_>,
+    key_id: &mut String,
+) -> StorageResult<bool> {
+    key_id.clear();
+    let mut found = false;
+    for a in e.attributes() {
+        let a = a.map_err(|err| x.bad_attr(x.at, err))?;
+        if a.key.as_ref() == "key" {
+            let v = a
+                .normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                .map_err(|err| x.bad_attr(x.at, err))?;
+            key_id.push_str(&v);
+            found = true;
+        }
+    }
+    Ok(found)
+}
+
+/// The value of a key's `<default>` (`None`: an empty `<default/>`), converted by the key's type.
+pub(crate) fn key_default<R: BufRead>(
+    x: &Xml<R>,
+    at: u64,
+    id: &str,
+    fk: &FileKey,
+    text: Option<String>,
+) -> StorageResult<OwnedVal> {
+    let val = match text.as_deref() {
+        None | Some("") if fk.ty == AttrType::String => Some(OwnedVal::Str("".into())),
+        None | Some("") => None,
+        Some(t) => convert(t, fk.ty).ok().map(Val::to_owned_val),
+    };
+    val.ok_or_else(|| {
+        x.corrupt(
+            at,
+            format!(
+                "<key id={id:?}> ({}, {}): invalid <default> {:?}",
+                fk.name,
+                fk.ty.graphml_name(),
+                text.unwrap_or_default()
+            ),
+        )
+    })
+}
+
+pub(crate) fn parse_key_attrs<R: BufRead>(
+    x: &Xml<R>,
     e: &BytesStart<'_>,
     at: u64,
 ) -> StorageResult<(String, KeyFor, FileKey, u64)> {
@@ -1000,7 +1078,11 @@ fn parse_key_attrs<R: BufRead>(
     Ok((id, key_for, fk, at))
 }
 
-fn check_graph_attrs<R: BufRead>(x: &Xml<'_, R>, e: &BytesStart<'_>, at: u64) -> StorageResult<()> {
+pub(crate) fn check_graph_attrs<R: BufRead>(
+    x: &Xml<R>,
+    e: &BytesStart<'_>,
+    at: u64,
+) -> StorageResult<()> {
     for a in e.attributes() {
         let a = a.map_err(|err| x.bad_attr(at, err))?;
         if a.key.as_ref() == "edgedefault" && &*a.value == "directed" {
@@ -1104,7 +1186,7 @@ fn unescape_into(raw: &str, out: &mut String) -> Result<(), (usize, String)> {
     Ok(())
 }
 
-fn shorten(s: &str) -> Cow<'_, str> {
+pub(crate) fn shorten(s: &str) -> Cow<'_, str> {
     if s.chars().count() > 60 {
         Cow::Owned(format!("{}…", s.chars().take(60).collect::<String>()))
     } else {
@@ -1113,7 +1195,7 @@ fn shorten(s: &str) -> Cow<'_, str> {
 }
 
 /// Converts `<data>` text as networkx does (`int(text)`, `float(text)`, boolean table).
-fn convert(text: &str, ty: AttrType) -> Result<Val<'_>, &'static str> {
+pub(crate) fn convert(text: &str, ty: AttrType) -> Result<Val<'_>, &'static str> {
     match ty {
         AttrType::String => Ok(Val::Str(text)),
         AttrType::Long => parse_py_int(text).map(Val::Long),

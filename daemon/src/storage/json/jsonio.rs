@@ -43,6 +43,8 @@ enum State {
     Value,
     /// Inside a member's array, `index` elements taken so far.
     Array { index: u64 },
+    /// Inside a member's string value (its opening quote consumed).
+    Str,
     /// After a member's value: `,` or `}` comes next.
     AfterValue,
     /// The top-level object is closed and nothing follows it.
@@ -170,6 +172,7 @@ impl<R: Read> ObjectReader<R> {
                 self.raw_value()?;
             }
             State::Array { .. } => while self.next_element()?.is_some() {},
+            State::Str => while self.string_step(&mut |_, _| Ok(()))? {},
             State::Done => return Ok(None),
             State::Members | State::AfterValue => {}
         }
@@ -311,6 +314,15 @@ impl<R: Read> ObjectReader<R> {
         &mut self,
         mut f: impl FnMut(u64, &str) -> StorageResult<()>,
     ) -> StorageResult<()> {
+        self.begin_string()?;
+        while self.string_step(&mut f)? {}
+        Ok(())
+    }
+
+    /// Enters the current member's value, which must be a string; walk it with
+    /// [`Self::string_step`]. The pull form of [`Self::string_chunks`], for a caller that
+    /// consumes the string at its own pace (migration walks `matrix` in step with `data`).
+    pub fn begin_string(&mut self) -> StorageResult<()> {
         self.expect_state_value()?;
         match self.peek_nonws()? {
             Some(b'"') => {
@@ -329,105 +341,119 @@ impl<R: Read> ObjectReader<R> {
             }
             None => return Err(self.eof_err()),
         }
-        loop {
-            if self.pos >= self.end {
-                let keep = self.pos;
-                if !self.fill(keep)? {
-                    return Err(self.eof_err());
-                }
-                continue;
-            }
-            let hay = self.avail();
-            let k = memchr2(b'"', b'\\', hay).unwrap_or(hay.len());
-            if k > 0 {
-                let run = &hay[..k];
-                if let Some(c) = run.iter().position(|&b| b < 0x20) {
-                    return Err(self.err_at(
-                        self.offset() + c as u64,
-                        format!("control character {} inside a string", describe(run[c])),
-                    ));
-                }
-                match std::str::from_utf8(run) {
-                    Ok(s) => {
-                        f(self.offset(), s)?;
-                        self.pos += k;
-                    }
-                    Err(e) => {
-                        let good = e.valid_up_to();
-                        if e.error_len().is_some() || k < hay.len() {
-                            return Err(self.err_at(self.offset() + good as u64, "invalid UTF-8"));
-                        }
-                        // A character split by the end of the buffer: emit what is complete,
-                        // read more, and continue with the rest.
-                        if good > 0 {
-                            let s = std::str::from_utf8(&run[..good])
-                                .map_err(|_| self.err_at(self.offset(), "invalid UTF-8"))?;
-                            f(self.offset(), s)?;
-                            self.pos += good;
-                        }
-                        let keep = self.pos;
-                        if !self.fill(keep)? {
-                            return Err(self.eof_err());
-                        }
-                    }
-                }
-                continue;
-            }
-            // At a delimiter.
-            if hay.first() == Some(&b'"') {
-                self.pos += 1;
-                self.state = State::AfterValue;
-                return Ok(());
-            }
-            let esc_offset = self.offset();
-            self.ensure(2)?;
-            let Some(&e) = self.avail().get(1) else {
+        self.state = State::Str;
+        Ok(())
+    }
+
+    /// Advances through the string entered with [`Self::begin_string`], passing `f` at most
+    /// one chunk (see [`Self::string_chunks`]). `Ok(false)` once the closing quote is consumed.
+    pub fn string_step(
+        &mut self,
+        f: &mut impl FnMut(u64, &str) -> StorageResult<()>,
+    ) -> StorageResult<bool> {
+        if self.state != State::Str {
+            return Err(StorageError::Backend(
+                "ObjectReader::string_step called outside a string".into(),
+            ));
+        }
+        if self.pos >= self.end {
+            let keep = self.pos;
+            if !self.fill(keep)? {
                 return Err(self.eof_err());
-            };
-            let mut tmp = [0u8; 4];
-            let (s, used): (&str, usize) = match e {
-                b'"' => ("\"", 2),
-                b'\\' => ("\\", 2),
-                b'/' => ("/", 2),
-                b'b' => ("\u{8}", 2),
-                b'f' => ("\u{c}", 2),
-                b'n' => ("\n", 2),
-                b'r' => ("\r", 2),
-                b't' => ("\t", 2),
-                b'u' => {
-                    self.ensure(12)?;
-                    let hi = self.hex4(2)?;
-                    let (c, used) = if (0xD800..0xDC00).contains(&hi) {
-                        let avail = self.avail();
-                        if avail.get(6) == Some(&b'\\') && avail.get(7) == Some(&b'u') {
-                            let lo = self.hex4(8)?;
-                            if (0xDC00..0xE000).contains(&lo) {
-                                let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                                (char::from_u32(cp).unwrap_or('\u{FFFD}'), 12)
-                            } else {
-                                ('\u{FFFD}', 6)
-                            }
+            }
+            return Ok(true);
+        }
+        let hay = self.avail();
+        let k = memchr2(b'"', b'\\', hay).unwrap_or(hay.len());
+        if k > 0 {
+            let run = &hay[..k];
+            if let Some(c) = run.iter().position(|&b| b < 0x20) {
+                return Err(self.err_at(
+                    self.offset() + c as u64,
+                    format!("control character {} inside a string", describe(run[c])),
+                ));
+            }
+            match std::str::from_utf8(run) {
+                Ok(s) => {
+                    f(self.offset(), s)?;
+                    self.pos += k;
+                }
+                Err(e) => {
+                    let good = e.valid_up_to();
+                    if e.error_len().is_some() || k < hay.len() {
+                        return Err(self.err_at(self.offset() + good as u64, "invalid UTF-8"));
+                    }
+                    // A character split by the end of the buffer: emit what is complete,
+                    // read more, and continue with the rest.
+                    if good > 0 {
+                        let s = std::str::from_utf8(&run[..good])
+                            .map_err(|_| self.err_at(self.offset(), "invalid UTF-8"))?;
+                        f(self.offset(), s)?;
+                        self.pos += good;
+                    }
+                    let keep = self.pos;
+                    if !self.fill(keep)? {
+                        return Err(self.eof_err());
+                    }
+                }
+            }
+            return Ok(true);
+        }
+        // At a delimiter.
+        if hay.first() == Some(&b'"') {
+            self.pos += 1;
+            self.state = State::AfterValue;
+            return Ok(false);
+        }
+        let esc_offset = self.offset();
+        self.ensure(2)?;
+        let Some(&e) = self.avail().get(1) else {
+            return Err(self.eof_err());
+        };
+        let mut tmp = [0u8; 4];
+        let (s, used): (&str, usize) = match e {
+            b'"' => ("\"", 2),
+            b'\\' => ("\\", 2),
+            b'/' => ("/", 2),
+            b'b' => ("\u{8}", 2),
+            b'f' => ("\u{c}", 2),
+            b'n' => ("\n", 2),
+            b'r' => ("\r", 2),
+            b't' => ("\t", 2),
+            b'u' => {
+                self.ensure(12)?;
+                let hi = self.hex4(2)?;
+                let (c, used) = if (0xD800..0xDC00).contains(&hi) {
+                    let avail = self.avail();
+                    if avail.get(6) == Some(&b'\\') && avail.get(7) == Some(&b'u') {
+                        let lo = self.hex4(8)?;
+                        if (0xDC00..0xE000).contains(&lo) {
+                            let cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                            (char::from_u32(cp).unwrap_or('\u{FFFD}'), 12)
                         } else {
                             ('\u{FFFD}', 6)
                         }
                     } else {
-                        (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6)
-                    };
-                    (&*c.encode_utf8(&mut tmp), used)
-                }
-                other => {
-                    return Err(self.err_at(
-                        esc_offset,
-                        format!(
-                            "invalid escape '\\{}' in a string",
-                            char::from(other).escape_default()
-                        ),
-                    ));
-                }
-            };
-            f(esc_offset, s)?;
-            self.pos += used;
-        }
+                        ('\u{FFFD}', 6)
+                    }
+                } else {
+                    (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6)
+                };
+                (&*c.encode_utf8(&mut tmp), used)
+            }
+            other => {
+                return Err(self.err_at(
+                    esc_offset,
+                    format!(
+                        "invalid escape '\\{}' in a string",
+                        char::from(other).escape_default()
+                    ),
+                ));
+            }
+        };
+        f(esc_offset, s)?;
+        self.pos += used;
+        Ok(true)
     }
 
     // ----- internals -----
@@ -538,7 +564,7 @@ impl<R: Read> ObjectReader<R> {
     /// "inside member "k" (element i)" / "in the top-level object".
     fn context(&self) -> String {
         match self.state {
-            State::Value => format!("inside member \"{}\"", self.member),
+            State::Value | State::Str => format!("inside member \"{}\"", self.member),
             State::AfterValue => format!("after member \"{}\"", self.member),
             State::Array { index } => {
                 format!("inside member \"{}\" (element {index})", self.member)

@@ -160,7 +160,7 @@ struct IdProbe<'a> {
 }
 
 /// The `__id__` of a row: `Ok(None)` when it has none, `Err` with a message otherwise.
-fn row_id(raw: &RawValue) -> Result<Option<Box<str>>, String> {
+pub(crate) fn row_id(raw: &RawValue) -> Result<Option<Box<str>>, String> {
     let text = raw.get();
     // Fast path: LightRAG writes `__id__` first and ids rarely hold escapes.
     if let Some(rest) = text.strip_prefix("{\"__id__\":\"")
@@ -179,8 +179,9 @@ fn row_id(raw: &RawValue) -> Result<Option<Box<str>>, String> {
     }
 }
 
-/// Decodes the streamed base64 of `matrix` into float32 values.
-struct MatrixDecoder {
+/// Decodes the streamed base64 of `matrix` into float32 values. Shared with the migration
+/// source, which drains [`MatrixDecoder::values`] as it goes so that memory stays bounded.
+pub(crate) struct MatrixDecoder {
     /// An incomplete 4-symbol group carried over from the previous chunk.
     group: [u8; 4],
     group_len: usize,
@@ -195,7 +196,7 @@ struct MatrixDecoder {
 }
 
 impl MatrixDecoder {
-    fn new(capacity: usize) -> MatrixDecoder {
+    pub(crate) fn new(capacity: usize) -> MatrixDecoder {
         MatrixDecoder {
             group: [0; 4],
             group_len: 0,
@@ -209,7 +210,14 @@ impl MatrixDecoder {
         }
     }
 
-    fn feed(&mut self, off: u64, s: &[u8]) -> Result<(), (u64, String)> {
+    /// The values decoded so far that the caller has not removed.
+    pub(crate) fn values(&mut self) -> &mut Vec<f32> {
+        &mut self.out
+    }
+
+    /// Decodes base64 text `s` whose first byte is at file offset `off`; errors carry the
+    /// offending byte's offset.
+    pub(crate) fn feed(&mut self, off: u64, s: &[u8]) -> Result<(), (u64, String)> {
         let mut s = s;
         let mut off = off;
         if self.group_len > 0 {
@@ -302,7 +310,8 @@ impl MatrixDecoder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<f32>, (u64, String)> {
+    /// Decodes a final partial group; an offset of `u64::MAX` blames the whole value.
+    pub(crate) fn finish(mut self) -> Result<Vec<f32>, (u64, String)> {
         if self.group_len > 0 {
             let g = self.group;
             let len = self.group_len;
