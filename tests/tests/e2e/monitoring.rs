@@ -322,3 +322,123 @@ fn a_file_grown_by_ingest_warns_after_the_flush() {
         .count();
     assert_eq!(n, 1);
 }
+
+/// A loopback OpenAI-compatible `/v1/embeddings` that answers after `delay_ms` (changeable while
+/// it serves): the slow provider that makes ingestion slow down for real.
+fn slow_embeddings_server(delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let delay = delay_ms.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let data: Vec<serde_json::Value> = request["input"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| {
+                        let seed: u64 = text.as_str().unwrap_or("").bytes().map(u64::from).sum();
+                        let v: Vec<f64> = (0..8u64)
+                            .map(|k| ((seed + 31 * k) % 97 + 1) as f64)
+                            .collect();
+                        serde_json::json!({"object": "embedding", "index": i, "embedding": v})
+                    })
+                    .collect();
+                std::thread::sleep(Duration::from_millis(
+                    delay.load(std::sync::atomic::Ordering::SeqCst),
+                ));
+                let answer = serde_json::json!({"object": "list", "data": data}).to_string();
+                let mut stream = reader.into_inner();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_slowed_provider_logs_ingest_rate_degraded() {
+    let delay = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let port = slow_embeddings_server(delay.clone());
+    let mut d = TestDaemon::new(&format!(
+        "version: 1\ndatabases:\n  slow:\n    name: slow\n    path: {{dir}}/kb\n    \
+         source_folder: {{dir}}/src\n    auto_watch: true\n    file_extensions: ['.md']\n    \
+         backend_type: json\n    model_config:\n      embedding_model: openai/test-embed\n      \
+         embedding_dim: 8\n      embedding_api_base: http://127.0.0.1:{port}/v1\n"
+    ))
+    .env("OPENAI_API_KEY", "sk-test-not-a-secret")
+    .arg("--log-format")
+    .arg("json");
+    std::fs::create_dir_all(d.path("src")).unwrap();
+    d.start();
+    // One document per ingest cycle: five fast ones make the baseline, then the provider
+    // answers slowly and three slow cycles drag the recent mean below half of it.
+    for i in 0..10 {
+        if i == 6 {
+            delay.store(400, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::fs::write(
+            d.path(&format!("src/note-{i}.md")),
+            format!("Captain Ilse Varga sailed the Meridian {i} times past Cape Orrin.\n"),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = d.json(&["backend", "status", "slow"]);
+            let status = if status.is_array() {
+                status[0].clone()
+            } else {
+                status
+            };
+            if status["metrics"]["doc_count"].as_u64() == Some(i + 1) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "document {i} not processed:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let warnings: Vec<serde_json::Value> = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ingest_rate_degraded"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", d.log_text());
+    let w = &warnings[0];
+    assert_eq!(w["db"], "slow");
+    let (rate, baseline) = (w["rate"].as_f64().unwrap(), w["baseline"].as_f64().unwrap());
+    assert!(rate < baseline / 2.0, "{w}");
+    assert!(stdout(&d.ctl(&["metrics"])).contains("hrag_"));
+}
