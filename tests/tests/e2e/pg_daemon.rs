@@ -576,9 +576,23 @@ fn set_backend_only_repoints_an_empty_database() {
         &pg.url(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    wait_state(&d, "empty", "idle", Duration::from_secs(30));
-    let st = d.json(&["backend", "status", "empty"]);
-    let r = if st.is_array() { st[0].clone() } else { st };
+    // The supervisor closes the JSON store and opens the Postgres one after the registry
+    // changed: "idle" may still be the old store's, so wait for the new one to answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let out = d.ctl(&["--json", "backend", "status", "empty"]);
+        let st: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let r = if st.is_array() { st[0].clone() } else { st };
+        if out.status.success() && r["backend_type"] == "postgres" {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "empty never served from Postgres: {r}\nlog:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(r["backend_type"], "postgres", "{r}");
     assert_eq!(r["metrics"]["is_connected"], true, "{r}");
 }
