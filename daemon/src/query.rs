@@ -300,17 +300,8 @@ mod tests {
         };
 
         let question = "Who should I ask about this?";
-        let r = run(
-            &backend,
-            &p,
-            QueryMode::Local,
-            question,
-            Some(3),
-            false,
-            "t",
-        )
-        .await
-        .unwrap();
+        let ask = |mode| run(&backend, &p, mode, question, Some(3), false, "t");
+        let r = ask(QueryMode::Local).await.unwrap();
         let top = r
             .entities
             .first()
@@ -324,17 +315,7 @@ mod tests {
         assert_eq!(server.requests().len(), 1);
 
         // The same question in the same mode: answered from the cache.
-        let again = run(
-            &backend,
-            &p,
-            QueryMode::Local,
-            question,
-            Some(3),
-            false,
-            "t",
-        )
-        .await
-        .unwrap();
+        let again = ask(QueryMode::Local).await.unwrap();
         assert_eq!(again, r);
         assert_eq!(server.requests().len(), 1);
         let key = keywords::cache_key("local", &format!("Question: {question}"), "openai/gpt-test");
@@ -346,29 +327,9 @@ mod tests {
         assert_eq!(record["cache_type"], "keywords");
 
         // Naive mode needs no keywords; another mode asks again.
-        run(
-            &backend,
-            &p,
-            QueryMode::Naive,
-            question,
-            Some(3),
-            false,
-            "t",
-        )
-        .await
-        .unwrap();
+        ask(QueryMode::Naive).await.unwrap();
         assert_eq!(server.requests().len(), 1);
-        run(
-            &backend,
-            &p,
-            QueryMode::Global,
-            question,
-            Some(3),
-            false,
-            "t",
-        )
-        .await
-        .unwrap();
+        ask(QueryMode::Global).await.unwrap();
         assert_eq!(server.requests().len(), 2);
     }
 }
