@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use hrag_daemon::storage::postgres::PgSettings;
 use hrag_daemon::storage::{Backend, KvNamespace, Record, VectorNamespace};
 use serde_json::Value;
-use sqlx::Connection as _;
 
 use crate::support::daemon::{TestDaemon, stderr, stdout};
 use crate::support::fixtures::{repo_root, run_checker};
-use crate::support::pg::PgCluster;
+use crate::support::pg::{PgCluster, sql_exec, sql_value};
 
 const PEOPLE: [&str; 6] = [
     "Ada Varga",
@@ -111,45 +110,6 @@ pub(crate) fn wait_log(d: &TestDaemon, event: &str) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn sql_scalar(url: &str, sql: &str) -> i64 {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&mut c)
-                .await
-                .unwrap();
-            v
-        })
-    })
-    .join()
-    .unwrap()
-}
-
-fn sql_exec(url: &str, sql: &str) {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        })
-    })
-    .join()
-    .unwrap()
 }
 
 /// Timestamps differ between two ingests of the same files; everything else must not.
@@ -403,24 +363,26 @@ fn an_outage_mid_ingest_loses_and_duplicates_nothing() {
     wait_log(&d, "backend_reconnected");
     let url = pg.url();
     assert_eq!(
-        sql_scalar(
+        sql_value::<i64>(
             &url,
             "SELECT count(*) FROM lightrag_doc_status WHERE workspace = 'pnotes' AND status = 'processed'"
-        ),
+        ).unwrap(),
         11
     );
     assert_eq!(
-        sql_scalar(
+        sql_value::<i64>(
             &url,
             "SELECT count(*) FROM lightrag_doc_status WHERE workspace = 'pnotes'"
-        ),
+        )
+        .unwrap(),
         11
     );
     assert_eq!(
-        sql_scalar(
+        sql_value::<i64>(
             &url,
             "SELECT count(DISTINCT full_doc_id) FROM lightrag_doc_chunks WHERE workspace = 'pnotes'"
-        ),
+        )
+        .unwrap(),
         11
     );
     assert!(
@@ -469,7 +431,7 @@ fn db_add_checks_the_target_and_says_what_is_wrong() {
         "CREATE DATABASE novec",
         "SELECT pg_reload_conf()",
     ] {
-        sql_exec(&pg.url(), sql);
+        sql_exec(&pg.url(), sql).unwrap();
     }
     let mut d = TestDaemon::new("version: 1\ndatabases: {}\n");
     d.start();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::support::daemon::{TestDaemon, hragctl, hragd, stderr, stdout};
+use crate::support::pg::{sql_exec, sql_value};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -190,30 +191,6 @@ impl Drop for LocalCluster {
     }
 }
 
-/// Runs one query on `url` and returns the first column of the first row as text.
-fn query_one(url: &str, sql: &'static str) -> Result<String, String> {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| e.to_string())?;
-            let v: String = sqlx::query_scalar(sql)
-                .fetch_one(&mut conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(v)
-        })
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn setup_local_makes_a_pgvector_cluster_registers_it_and_is_idempotent() {
     let cluster = LocalCluster::new();
@@ -262,20 +239,20 @@ fn setup_local_makes_a_pgvector_cluster_registers_it_and_is_idempotent() {
 
     // A working cluster with pgvector, reachable as hragd will reach it (TCP, scram).
     let url = format!("postgresql://hrag:{password}@127.0.0.1:{port}/hrag");
-    let ext = query_one(
+    let ext = sql_value::<String>(
         &url,
         "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
     )
     .unwrap();
     assert!(!ext.is_empty());
-    let v = query_one(
+    let v = sql_value::<String>(
         &url,
         "SELECT ('[1,2,3]'::vector <-> '[1,2,4]'::vector)::text",
     )
     .unwrap();
     assert_eq!(v, "1");
     // …and not without the password.
-    let refused = query_one(
+    let refused = sql_value::<String>(
         &format!("postgresql://hrag@127.0.0.1:{port}/hrag"),
         "SELECT '1'",
     );
@@ -336,7 +313,7 @@ fn setup_local_makes_a_pgvector_cluster_registers_it_and_is_idempotent() {
     let out = d.ctl(&["ingest", "local1", note.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     crate::pg_daemon::wait_docs(&d, "local1", 1, std::time::Duration::from_secs(90));
-    let rows = query_one(
+    let rows = sql_value::<String>(
         &url,
         "SELECT count(*)::text FROM lightrag_doc_status WHERE workspace = 'local1'",
     )
@@ -608,24 +585,6 @@ fn setup_docker_creates_once_then_only_reports_or_starts() {
     );
 }
 
-/// Runs SQL statements on `url` (a private cluster that trusts local connections).
-fn exec_sql(url: &str, sql: &'static str) {
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
-        })
-    })
-    .join()
-    .unwrap();
-}
-
 #[test]
 fn setup_docker_registers_a_running_server_with_the_password_in_a_0600_file() {
     // The "container" is a real private PostgreSQL published on its port, so hragd can reach
@@ -633,12 +592,13 @@ fn setup_docker_registers_a_running_server_with_the_password_in_a_0600_file() {
     let pg = crate::support::pg::PgCluster::start();
     // One statement each: a multi-statement string runs in one transaction, which CREATE
     // DATABASE refuses.
-    exec_sql(&pg.url(), "CREATE ROLE hybridrag LOGIN");
-    exec_sql(&pg.url(), "CREATE DATABASE hybridrag OWNER hybridrag");
-    exec_sql(
+    sql_exec(&pg.url(), "CREATE ROLE hybridrag LOGIN").unwrap();
+    sql_exec(&pg.url(), "CREATE DATABASE hybridrag OWNER hybridrag").unwrap();
+    sql_exec(
         &format!("postgres://postgres@127.0.0.1:{}/hybridrag", pg.port()),
         "CREATE EXTENSION IF NOT EXISTS vector",
-    );
+    )
+    .unwrap();
     let fake = FakeDocker::new();
     fake.set_state("running healthy");
     let mut d = TestDaemon::new(ONE_DB);

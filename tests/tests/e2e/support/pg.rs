@@ -98,7 +98,7 @@ impl PgCluster {
             }
         }
 
-        if let Err(e) = run_sql(cluster.url(), "CREATE EXTENSION IF NOT EXISTS vector") {
+        if let Err(e) = sql_exec(&cluster.url(), "CREATE EXTENSION IF NOT EXISTS vector") {
             panic!(
                 "CREATE EXTENSION vector failed: {e}\n--- tail of {} ---\n{}",
                 cluster.log_path().display(),
@@ -353,27 +353,57 @@ fn output_text(out: &Output) -> String {
     )
 }
 
-/// Runs `sql` on a fresh connection from a helper thread with its own runtime, so that this works
-/// both from plain `#[test]`s and from inside a `#[tokio::test]`.
-fn run_sql(url: String, sql: &'static str) -> Result<(), String> {
+/// Runs `work` on a helper thread with its own runtime, so that the SQL helpers below work both
+/// from plain `#[test]`s and from inside a `#[tokio::test]`.
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, String>> + Send + 'static,
+) -> Result<T, String> {
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot build a tokio runtime: {e}"))?;
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            let mut conn = sqlx::PgConnection::connect(&url)
-                .await
-                .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .map_err(|e| format!("`{sql}`: {e}"))?;
-            let _ = conn.close().await;
-            Ok(())
-        })
+            .map_err(|e| format!("cannot build a tokio runtime: {e}"))?
+            .block_on(work)
     })
     .join()
     .map_err(|_| "the SQL helper thread panicked".to_owned())?
+}
+
+async fn connect(url: &str) -> Result<sqlx::PgConnection, String> {
+    use sqlx::Connection as _;
+    sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))
+}
+
+/// Runs the statements `sql` on a fresh connection to `url`.
+pub fn sql_exec(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    on_own_runtime(async move {
+        let mut conn = connect(&url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| format!("`{sql}`: {e}"))?;
+        Ok(())
+    })
+}
+
+/// The first column of the first row `sql` returns on a fresh connection to `url`.
+pub fn sql_value<T>(url: &str, sql: &str) -> Result<T, String>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + Send
+        + Unpin
+        + 'static,
+{
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    on_own_runtime(async move {
+        let mut conn = connect(&url).await?;
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| format!("`{sql}`: {e}"))
+    })
 }
