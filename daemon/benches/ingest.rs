@@ -32,12 +32,16 @@
 //! `hragctl` must have been built next to `hragd` (`cargo build --release`). Ratios are against
 //! baselines measured in the same run.
 
+#[allow(dead_code)] // each bench uses a subset of the shared helpers
+mod common;
+
+use common::{Sampler, env_num, proc_status};
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hrag_daemon::ingest::chunking::Chunker;
@@ -565,7 +569,7 @@ fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e, budget: &Budget) -> a
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = proc_status(d.pid(), "VmRSS:");
     let idle_hwm = proc_status(d.pid(), "VmHWM:");
-    let sampler = Sampler::start(d.pid());
+    let sampler = Sampler::start(d.pid(), Duration::from_millis(20));
     let t = Instant::now();
     write_files(&d.src, &files)?;
     let written = t.elapsed().as_secs_f64();
@@ -731,40 +735,6 @@ fn burst_rss(root: &Path, bins: &Bins, n: usize, e2e: E2e, budget: &Budget) -> a
         );
     }
     Ok(())
-}
-
-/// Samples a process's VmRSS every 20 ms on a thread; `stop` returns the largest seen.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    max: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Sampler {
-    fn start(pid: u32) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let max = Arc::new(AtomicU64::new(0));
-        let (s, m) = (stop.clone(), max.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                m.fetch_max(proc_status(pid, "VmRSS:"), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Sampler {
-            stop,
-            max,
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.max.load(Ordering::Relaxed)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1182,20 +1152,6 @@ fn read_corpus(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A `/proc/<pid>/status` field in bytes (`VmRSS:`, `VmHWM:`); 0 when unreadable.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| {
@@ -1241,11 +1197,4 @@ impl Budget {
         let (total, end) = (self.total?, self.end?);
         Some((Instant::now() + total / 3).min(end))
     }
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }

@@ -14,6 +14,11 @@
 //! It prints MB/s, peak RSS ÷ on-disk size, and hrag's ratios to both baselines. PRODUCT §11's
 //! targets: ≥ 200 MB/s, peak RSS ≤ 1.5× the files' size.
 
+#[allow(dead_code)] // each bench uses a subset of the shared helpers
+mod common;
+
+use common::env_num;
+
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,13 +189,6 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
         .iter()
         .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
         .sum())
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// xorshift64*: fast deterministic data.

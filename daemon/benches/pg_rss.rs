@@ -18,10 +18,13 @@
 //!
 //! Every figure is also printed as a ratio to the baseline of step 1.
 
+#[allow(dead_code)] // each bench uses a subset of the shared helpers
+mod common;
+
+use common::{Sampler, env_num, proc_status};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hrag_daemon::providers::HASH_EMBEDDER_MODEL;
@@ -111,7 +114,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     println!("4. {files} notes dropped into the watched folder");
-    let sampler = Sampler::start(d.pid());
+    let sampler = Sampler::start(d.pid(), Duration::from_millis(50));
     let started = Instant::now();
     write_notes(&root.path().join("src"), files)?;
     let want = docs + files as u64;
@@ -150,13 +153,6 @@ fn verdict(bytes: u64, target_mib: f64) -> &'static str {
     } else {
         "MISSED"
     }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 /// Loads the rows server-side. The ANN indexes are dropped first and rebuilt by
@@ -506,45 +502,4 @@ impl Daemon {
         self.child.wait()?;
         Ok(())
     }
-}
-
-/// Samples a process's VmRSS until stopped; returns the maximum seen.
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    max: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<()>,
-}
-
-impl Sampler {
-    fn start(pid: u32) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let max = Arc::new(AtomicU64::new(0));
-        let (s, m) = (stop.clone(), max.clone());
-        let handle = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                m.fetch_max(proc_status(pid, "VmRSS:"), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        Sampler { stop, max, handle }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.handle.join();
-        self.max.load(Ordering::Relaxed)
-    }
-}
-
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
