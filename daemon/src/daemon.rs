@@ -25,6 +25,8 @@ use crate::supervisor::{
     CountsCache, DbSnapshot, EntryConfig, PausedStore, StateFiles, SupervisorHandle,
 };
 
+mod migration;
+
 /// Everything `hragd` is started with.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -62,6 +64,8 @@ pub struct Daemon {
     changes: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Migration jobs, running or finished.
+    jobs: migration::Jobs,
 }
 
 impl Daemon {
@@ -87,6 +91,7 @@ impl Daemon {
             changes: tokio::sync::Mutex::new(()),
             tracker: TaskTracker::new(),
             cancel,
+            jobs: migration::Jobs::default(),
         };
         daemon.apply(reg).await;
         Ok(daemon)

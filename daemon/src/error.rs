@@ -34,6 +34,11 @@ pub enum DaemonError {
     /// A backend server answers but cannot be used as asked (credentials, database, pgvector).
     #[error("{0}")]
     Target(String),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
+    /// A typed error produced elsewhere (a background job), passed through as it is.
+    #[error("{}", .0.message)]
+    Remote(ErrorBody),
 }
 
 impl DaemonError {
@@ -56,6 +61,8 @@ impl DaemonError {
             | DaemonError::Conflict(_) => ErrorKind::Conflict,
             DaemonError::Unreachable(_) => ErrorKind::BackendUnreachable,
             DaemonError::Target(_) => ErrorKind::TargetError,
+            DaemonError::Migrate(e) => e.kind(),
+            DaemonError::Remote(b) => b.kind,
             DaemonError::Registry(RegistryError::Io { .. })
             | DaemonError::Supervisor(_)
             | DaemonError::Io { .. } => ErrorKind::Internal,
@@ -63,6 +70,9 @@ impl DaemonError {
     }
 
     pub fn to_body(&self) -> ErrorBody {
+        if let DaemonError::Remote(b) = self {
+            return b.clone();
+        }
         ErrorBody::new(self.kind(), self.to_string())
     }
 }

@@ -1,12 +1,19 @@
 //! Turns one [`Request`] into one [`Response`]. Requests whose subsystem has not been built yet
 //! answer a typed `not_supported` error.
 
-use hrag_proto::{ErrorBody, ErrorKind, Request, Response};
+use std::sync::Arc;
+
+use hrag_proto::{ErrorBody, ErrorKind, ProgressEvent, Request, Response};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::daemon::Daemon;
 use crate::error::DaemonError;
 
-pub async fn handle(daemon: &Daemon, request: Request) -> Response {
+pub async fn handle(
+    daemon: &Arc<Daemon>,
+    request: Request,
+    progress: &UnboundedSender<ProgressEvent>,
+) -> Response {
     let name = request.name();
     let result: Result<Response, DaemonError> = match request {
         Request::Status => Ok(Response::Status(daemon.status().await)),
@@ -33,10 +40,15 @@ pub async fn handle(daemon: &Daemon, request: Request) -> Response {
         Request::Metrics => Ok(Response::Metrics {
             text: daemon.metrics().await,
         }),
-        Request::Migrate(_)
-        | Request::MigrateStatus { .. }
-        | Request::Verify { .. }
-        | Request::Export { .. } => {
+        Request::Migrate(spec) => daemon
+            .migrate(spec, progress)
+            .await
+            .map(Response::Migration),
+        Request::MigrateStatus { db } => daemon
+            .migrate_status(db, progress)
+            .await
+            .map(Response::MigrationStatus),
+        Request::Verify { .. } | Request::Export { .. } => {
             return Response::Error(ErrorBody::new(
                 ErrorKind::NotSupported,
                 format!(

@@ -135,7 +135,26 @@ async fn connection(
             }
         };
         let name = request.name();
-        let response = handler::handle(&daemon, request).await;
+        let (ptx, mut prx) = tokio::sync::mpsc::unbounded_channel();
+        let answer = handler::handle(&daemon, request, &ptx);
+        tokio::pin!(answer);
+        // Progress frames go out while the request runs; a client that leaves stops only the
+        // following — background jobs go on.
+        let response = loop {
+            tokio::select! {
+                r = &mut answer => break r,
+                Some(p) = prx.recv() => {
+                    if chan.send(&ServerMessage::Progress(p)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        while let Ok(p) = prx.try_recv() {
+            if chan.send(&ServerMessage::Progress(p)).await.is_err() {
+                return;
+            }
+        }
         if let hrag_proto::Response::Error(e) = &response {
             info!(request = name, kind = ?e.kind, error = %e.message, "request failed");
         }

@@ -68,6 +68,10 @@ pub struct BackendConfig {
     pub vector_index_type: Option<String>,
     pub hnsw_m: Option<i64>,
     pub hnsw_ef: Option<i64>,
+    /// The model name in LightRAG's per-model vector table names, when the stored vectors
+    /// come from a model other than the one hrag embeds with (set by a migration); empty for
+    /// LightRAG's bare `LIGHTRAG_VDB_*` tables.
+    pub embedding_model_name: Option<String>,
     pub file_size_warning_mb: Option<f64>,
     pub total_size_warning_mb: Option<f64>,
     pub performance_degradation_pct: Option<f64>,

@@ -27,7 +27,18 @@ pub async fn open(entry: &DbEntry) -> StorageResult<Backend> {
 /// names its vector tables after them).
 pub fn pg_settings(entry: &DbEntry) -> StorageResult<PgSettings> {
     let (model, dim) = embedding_identity(entry)?;
-    PgSettings::from_entry(entry, Some(model), dim, &env)
+    let model = match entry.backend_config.embedding_model_name.as_deref() {
+        Some("") => None,
+        Some(name) => Some(name.to_owned()),
+        None => Some(model),
+    };
+    PgSettings::from_entry(entry, model, dim, &env)
+}
+
+/// The Postgres settings of a candidate entry for a migration: the vector tables are named
+/// after `model` (`None`: LightRAG's bare tables); the dimension comes from the source later.
+pub fn pg_target_settings(entry: &DbEntry, model: Option<String>) -> StorageResult<PgSettings> {
+    PgSettings::from_entry(entry, model, 1, &env)
 }
 
 fn embedding_identity(entry: &DbEntry) -> StorageResult<(String, usize)> {

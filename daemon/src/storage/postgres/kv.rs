@@ -48,9 +48,9 @@ const fn d(key: &'static str, kind: Kind, default: &'static str) -> Col {
     }
 }
 
-struct Spec {
-    table: &'static str,
-    cols: &'static [Col],
+pub(crate) struct Spec {
+    pub table: &'static str,
+    pub cols: &'static [Col],
 }
 
 const FULL_DOCS: &[Col] = &[
@@ -93,7 +93,7 @@ const CHUNK_IDS: &[Col] = &[
     c("count", "count", Kind::Int),
 ];
 
-fn spec(ns: KvNamespace) -> Spec {
+pub(crate) fn spec(ns: KvNamespace) -> Spec {
     let (table, cols) = match ns {
         KvNamespace::FullDocs => ("lightrag_doc_full", FULL_DOCS),
         KvNamespace::TextChunks => ("lightrag_doc_chunks", TEXT_CHUNKS),

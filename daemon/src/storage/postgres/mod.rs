@@ -20,6 +20,7 @@ mod vector;
 pub use doc_status::PgDocStatusStore;
 pub use graph::PgGraphStore;
 pub use kv::PgKvStore;
+pub(crate) use kv::{Kind as KvKind, spec as kv_spec};
 pub use probe::PgProbe;
 pub use probe::{TargetError, check_target};
 pub use settings::VectorIndexType;

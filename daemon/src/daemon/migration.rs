@@ -1,0 +1,359 @@
+//! The daemon's side of a migration: one job per database, running on the daemon's task
+//! tracker so that a client may disconnect and reattach (`migrate status`); the database's
+//! ingestion paused around it; the registry switched to Postgres only after verification.
+//!
+//! Invariant: a failed or interrupted migration leaves the entry on JSON and ingestion as the
+//! user had it (paused or not) — also after a kill -9, through the `<db>.paused-by-user` file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use hrag_proto::{
+    BackendKind, ErrorBody, JobPhase, MigrateSpec, MigrationReport, PgTargetSpec, ProgressEvent,
+};
+use serde_yaml_ng::{Mapping, Value};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Daemon;
+use crate::error::DaemonError;
+use crate::migrate::{Emit, Job, JobSpec};
+use crate::registry::{self, BackendType, RegistryError};
+
+/// What a follower sees of a job.
+#[derive(Debug, Clone, Default)]
+pub struct JobView {
+    pub last: Option<ProgressEvent>,
+    /// Every event since the last one was taken, for followers that keep up.
+    pub seq: u64,
+    pub result: Option<Result<MigrationReport, ErrorBody>>,
+}
+
+/// The migrations of this daemon's life, running or finished, by database.
+#[derive(Default)]
+pub struct Jobs {
+    slots: Mutex<HashMap<String, watch::Receiver<JobView>>>,
+}
+
+impl Jobs {
+    fn get(&self, db: &str) -> Option<watch::Receiver<JobView>> {
+        self.slots.lock().ok().and_then(|m| m.get(db).cloned())
+    }
+
+    fn all(&self) -> Vec<(String, watch::Receiver<JobView>)> {
+        self.slots
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Registers a new job, unless one runs for `db`.
+    fn start(&self, db: &str) -> Result<watch::Sender<JobView>, DaemonError> {
+        let mut m = self
+            .slots
+            .lock()
+            .map_err(|_| DaemonError::Invalid("job table poisoned".into()))?;
+        if let Some(rx) = m.get(db)
+            && rx.borrow().result.is_none()
+        {
+            return Err(DaemonError::Conflict(format!(
+                "a migration of '{db}' is already running; follow it with \
+                 `hragctl migrate status {db}`"
+            )));
+        }
+        let (tx, rx) = watch::channel(JobView::default());
+        m.insert(db.to_owned(), rx);
+        Ok(tx)
+    }
+}
+
+/// Forwards a job's progress to `progress` until it ends; returns its result.
+pub async fn follow(
+    mut rx: watch::Receiver<JobView>,
+    progress: &tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
+) -> Result<MigrationReport, ErrorBody> {
+    let mut seen = 0;
+    loop {
+        let view = rx.borrow_and_update().clone();
+        if view.seq != seen
+            && let Some(p) = view.last
+        {
+            seen = view.seq;
+            let _ = progress.send(p);
+        }
+        if let Some(r) = view.result {
+            return r;
+        }
+        if rx.changed().await.is_err() {
+            return Err(ErrorBody::new(
+                hrag_proto::ErrorKind::Interrupted,
+                "the migration job ended without a result".to_owned(),
+            ));
+        }
+    }
+}
+
+fn paused_marker(state_dir: &std::path::Path, db: &str) -> PathBuf {
+    state_dir
+        .join("migrations")
+        .join(format!("{db}.paused-by-user"))
+}
+
+impl Daemon {
+    /// `hragctl migrate`: starts the job and follows it.
+    pub async fn migrate(
+        self: &Arc<Self>,
+        spec: MigrateSpec,
+        progress: &tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
+    ) -> Result<MigrationReport, DaemonError> {
+        let name = spec.db.trim().to_lowercase();
+        if spec.to != BackendKind::Postgres {
+            return Err(DaemonError::Invalid(
+                "only migrations to postgres are supported (`--to postgres`); to go back to \
+                 JSON use `hragctl export DB --to json DIR`"
+                    .into(),
+            ));
+        }
+        let reg = self.registry_snapshot();
+        let entry = reg.entry(&name)?;
+        if entry.backend_type != BackendType::Json {
+            return Err(DaemonError::Invalid(format!(
+                "database '{name}' is already on {}",
+                entry.backend_type.as_str()
+            )));
+        }
+        let tx = self.jobs.start(&name)?;
+        let rx = self.jobs.get(&name);
+        let daemon = self.clone();
+        let tx = Arc::new(tx);
+        let sink = tx.clone();
+        let emit: Emit = Arc::new(move |p: ProgressEvent| {
+            sink.send_modify(|v| {
+                v.last = Some(p);
+                v.seq += 1;
+            });
+        });
+        let db = name.clone();
+        self.tracker.spawn(async move {
+            let result = daemon.run_migration(&db, spec, emit).await;
+            if let Err(e) = &result {
+                warn!(event = "migration_failed", db = %db, error = %e, "migration failed");
+            }
+            tx.send_modify(|v| v.result = Some(result.map_err(|e| e.to_body())));
+        });
+        let rx = rx.ok_or_else(|| DaemonError::Invalid("the job vanished".into()))?;
+        follow(rx, progress).await.map_err(DaemonError::Remote)
+    }
+
+    /// `hragctl migrate status [DB]`: follows a running job to its end, or reports the last.
+    pub async fn migrate_status(
+        &self,
+        db: Option<String>,
+        progress: &tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
+    ) -> Result<Vec<MigrationReport>, DaemonError> {
+        let jobs = match db {
+            Some(d) => {
+                let d = d.trim().to_lowercase();
+                let rx = self.jobs.get(&d).ok_or_else(|| {
+                    DaemonError::Invalid(format!("no migration of '{d}' since hragd started"))
+                })?;
+                vec![(d, rx)]
+            }
+            None => self.jobs.all(),
+        };
+        let mut out = Vec::new();
+        for (db, rx) in jobs {
+            match follow(rx, progress).await {
+                Ok(r) => out.push(r),
+                Err(e) => out.push(MigrationReport {
+                    db,
+                    phase: JobPhase::Failed,
+                    dry_run: false,
+                    target: None,
+                    embedding_model: None,
+                    embedding_dim: None,
+                    stores: vec![],
+                    duration_secs: 0.0,
+                    bytes_per_sec: 0.0,
+                    peak_rss_bytes: 0,
+                    verified: None,
+                    message: Some(e.message),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run_migration(
+        &self,
+        name: &str,
+        spec: MigrateSpec,
+        emit: Emit,
+    ) -> Result<MigrationReport, DaemonError> {
+        let started = std::time::Instant::now();
+        let reg = self.registry_snapshot();
+        let entry = reg.entry(name)?;
+        let pg = PgTargetSpec {
+            connection_string: spec.connection_string.clone(),
+            ..PgTargetSpec::default()
+        };
+        let config = self.postgres_config(name, &pg)?;
+        let candidate = candidate_entry(reg.raw(name), &config)
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+        let dir = self
+            .config
+            .registry
+            .parent()
+            .unwrap_or(std::path::Path::new("/"));
+        let parsed = registry::parse_entry(name, &Value::Mapping(candidate), dir)
+            .map_err(|e| DaemonError::Invalid(format!("database '{name}': {e}")))?;
+        let model = spec
+            .embedding_model
+            .clone()
+            .or_else(|| entry.model_config.embedding_model.clone())
+            .filter(|m| !m.trim().is_empty());
+        let target = crate::supervisor::pg_target_settings(&parsed, model.clone())
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        let job_spec = JobSpec {
+            db: name.to_owned(),
+            source_path: entry.path.clone(),
+            source_workspace: entry.workspace.clone(),
+            target,
+            fallback_dim: entry
+                .model_config
+                .embedding_dim
+                .and_then(|d| usize::try_from(d).ok()),
+            batch_rows: spec.batch_size.map(|n| n as usize),
+            resume: spec.resume,
+            verify: spec.verify,
+            dry_run: spec.dry_run,
+            force: spec.force,
+            state_dir: self.config.state_dir.clone(),
+        };
+        let job = Job::new(job_spec, emit.clone(), self.cancel.child_token());
+        if spec.dry_run {
+            return Ok(job.run().await?.report);
+        }
+        let user_paused = self.pause_for_migration(name).await?;
+        let result = job.run().await;
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.unpause_after_migration(name, user_paused, false).await;
+                return Err(e.into());
+            }
+        };
+        emit(ProgressEvent {
+            db: name.to_owned(),
+            phase: JobPhase::Switching,
+            store: None,
+            records_done: 0,
+            records_total: None,
+            bytes_done: 0,
+            bytes_total: None,
+            message: Some("verified; switching the registry entry to postgres".into()),
+        });
+        let dim = outcome.embedding_dim;
+        let table_model = model.clone().unwrap_or_default();
+        let n = name.to_owned();
+        let switched = self
+            .change(move |reg| reg.modify(&n, |m| switch_entry(m, config, &table_model, dim)))
+            .await;
+        if let Err(e) = switched {
+            self.unpause_after_migration(name, user_paused, false).await;
+            return Err(e);
+        }
+        info!(event = "migration_switched", db = %name, "database now on postgres; the JSON directory is left as the backup");
+        self.unpause_after_migration(name, user_paused, true).await;
+        let mut report = outcome.report;
+        report.phase = JobPhase::Done;
+        report.duration_secs = started.elapsed().as_secs_f64();
+        let total: u64 = report.stores.iter().map(|s| s.bytes).sum();
+        report.bytes_per_sec = total as f64 / report.duration_secs.max(1e-6);
+        report.peak_rss_bytes = crate::health::memory().peak_rss_bytes;
+        report.message = Some(
+            "switched to postgres; the JSON directory is untouched (the backup); vector \
+             indexes build in the background (see `hragctl status`)"
+                .into(),
+        );
+        Ok(report)
+    }
+
+    /// Pauses ingestion for the job; returns whether the user had paused it already (kept
+    /// across a crash in a marker file, since the pause itself is persisted).
+    async fn pause_for_migration(&self, name: &str) -> Result<bool, DaemonError> {
+        let marker = paused_marker(&self.config.state_dir, name);
+        let snap = self.with_db(name, async |h| Ok(h.snapshot())).await?;
+        let user_paused = match std::fs::read_to_string(&marker) {
+            Ok(s) => s.trim() == "true",
+            Err(_) => {
+                if let Some(dir) = marker.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| DaemonError::io("cannot create the migrations dir", e))?;
+                }
+                crate::fsutil::write_atomic(&marker, snap.paused.to_string().as_bytes(), 0o600)
+                    .map_err(|e| DaemonError::io("cannot write the pause marker", e))?;
+                snap.paused
+            }
+        };
+        self.with_db(name, async |h| h.pause().await.map_err(DaemonError::from))
+            .await?;
+        Ok(user_paused)
+    }
+
+    async fn unpause_after_migration(&self, name: &str, user_paused: bool, switched: bool) {
+        if !user_paused
+            && let Err(e) = self
+                .with_db(name, async |h| h.resume().await.map_err(DaemonError::from))
+                .await
+        {
+            warn!(db = %name, error = %e, switched, "cannot resume ingestion after the migration");
+        }
+        let _ = std::fs::remove_file(paused_marker(&self.config.state_dir, name));
+    }
+}
+
+/// The entry as it would be on Postgres: for checking and for the target's settings.
+fn candidate_entry(raw: Option<&Value>, config: &Mapping) -> Option<Mapping> {
+    let mut m = match raw {
+        Some(Value::Mapping(m)) => m.clone(),
+        _ => return None,
+    };
+    let mut merged = match m.get("backend_config") {
+        Some(Value::Mapping(old)) => old.clone(),
+        _ => Mapping::new(),
+    };
+    for (k, v) in config.clone() {
+        merged.insert(k, v);
+    }
+    m.insert("backend_type".into(), "postgres".into());
+    m.insert("backend_config".into(), Value::Mapping(merged));
+    Some(m)
+}
+
+/// The registry switch: backend and connection, the vector tables' model name, and the
+/// dimension when the entry does not name one (other keys untouched).
+fn switch_entry(m: &mut Mapping, config: Mapping, table_model: &str, dim: usize) {
+    let mut merged = match m.get("backend_config") {
+        Some(Value::Mapping(old)) => old.clone(),
+        _ => Mapping::new(),
+    };
+    if config.contains_key("connection_string") {
+        merged.remove("postgres_password");
+    }
+    for (k, v) in config {
+        merged.insert(k, v);
+    }
+    merged.insert("embedding_model_name".into(), table_model.into());
+    m.insert("backend_type".into(), "postgres".into());
+    m.insert("backend_config".into(), Value::Mapping(merged));
+    let mut mc = match m.get("model_config") {
+        Some(Value::Mapping(mc)) => mc.clone(),
+        _ => Mapping::new(),
+    };
+    if !mc.contains_key("embedding_dim") {
+        mc.insert("embedding_dim".into(), (dim as u64).into());
+        m.insert("model_config".into(), Value::Mapping(mc));
+    }
+}
