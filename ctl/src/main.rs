@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod output;
+mod progress;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -67,24 +68,10 @@ fn run(cli: Cli) -> Result<i32, client::ClientError> {
             message: format!("cannot start the async runtime: {e}"),
         })?;
     let json = cli.json;
-    let response = runtime.block_on(client::call(&socket, &request, |p| {
-        if json {
-            if let Ok(line) = serde_json::to_string(&serde_json::json!({ "progress": p })) {
-                println!("{line}");
-            }
-        } else {
-            eprintln!(
-                "{} {:?} {}{} records",
-                p.db,
-                p.phase,
-                p.store
-                    .as_deref()
-                    .map(|s| format!("{s}: "))
-                    .unwrap_or_default(),
-                p.records_done
-            );
-        }
-    }))?;
+    let mut progress = progress::Progress::new(json);
+    let response = runtime.block_on(client::call(&socket, &request, |p| progress.on(p)));
+    progress.finish();
+    let response = response?;
     if let Response::Error(e) = &response {
         if json && let Ok(text) = output::json(&response) {
             println!("{text}");

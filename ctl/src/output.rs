@@ -115,6 +115,14 @@ pub fn human(resp: &Response) {
                 println!("  skipped {s}");
             }
         }
+        Response::Migration(r) => migration(r),
+        Response::MigrationStatus(list) => {
+            if list.is_empty() {
+                println!("no migration since hragd started");
+            }
+            list.iter().for_each(migration);
+        }
+        Response::Verified(v) => verified(v),
         Response::Error(e) => eprintln!("error: {}", e.message),
         other => match json(other) {
             Ok(text) => println!("{text}"),
@@ -381,6 +389,89 @@ fn reloaded(r: &ReloadReport) {
         list(&r.removed),
         list(&r.changed)
     );
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn migration(r: &hrag_proto::MigrationReport) {
+    let what = if r.dry_run {
+        "migration plan"
+    } else {
+        "migration"
+    };
+    println!(
+        "{what} of {}: {:?} → {}",
+        r.db,
+        r.phase,
+        r.target.as_deref().unwrap_or("-")
+    );
+    if let Some(dim) = r.embedding_dim {
+        println!(
+            "  embedding: {} dims, model {}",
+            dim,
+            r.embedding_model
+                .as_deref()
+                .unwrap_or("(none: bare LIGHTRAG_VDB_* tables)")
+        );
+    }
+    println!(
+        "  {:<24} {:>10} {:>10}  verified",
+        "store", "records", "MiB"
+    );
+    for s in &r.stores {
+        let v = match s.verified {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        println!(
+            "  {:<24} {:>10} {:>10.1}  {v}",
+            s.store,
+            s.records,
+            mib(s.bytes)
+        );
+    }
+    if !r.dry_run {
+        println!(
+            "  {:.1} s, {:.1} MB/s, peak RSS {:.0} MiB, verification: {}",
+            r.duration_secs,
+            r.bytes_per_sec / 1e6,
+            mib(r.peak_rss_bytes),
+            match r.verified {
+                Some(true) => "passed",
+                Some(false) => "FAILED",
+                None => "skipped",
+            }
+        );
+    }
+    if let Some(m) = &r.message {
+        println!("  {m}");
+    }
+}
+
+fn verified(v: &hrag_proto::VerifyReport) {
+    println!(
+        "verification of {}: {}",
+        v.db,
+        if v.ok { "passed" } else { "FAILED" }
+    );
+    for s in &v.stores {
+        println!(
+            "  {:<24} {:>10} records  {}",
+            s.store,
+            s.records,
+            if s.verified == Some(false) {
+                "DIFFERS"
+            } else {
+                "ok"
+            }
+        );
+    }
+    for m in &v.mismatches {
+        println!("  {m}");
+    }
 }
 
 #[cfg(test)]

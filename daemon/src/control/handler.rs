@@ -48,7 +48,8 @@ pub async fn handle(
             .migrate_status(db, progress)
             .await
             .map(Response::MigrationStatus),
-        Request::Verify { .. } | Request::Export { .. } => {
+        Request::Verify { db } => daemon.verify(&db, progress).await.map(Response::Verified),
+        Request::Export { .. } => {
             return Response::Error(ErrorBody::new(
                 ErrorKind::NotSupported,
                 format!(

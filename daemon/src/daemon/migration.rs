@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use hrag_proto::{
     BackendKind, ErrorBody, JobPhase, MigrateSpec, MigrationReport, PgTargetSpec, ProgressEvent,
+    VerifyReport,
 };
 use serde_yaml_ng::{Mapping, Value};
 use tokio::sync::watch;
@@ -183,6 +184,50 @@ impl Daemon {
             }
         }
         Ok(out)
+    }
+
+    /// `hragctl verify DB`: the Postgres workspace against its JSON backup, record by record.
+    pub async fn verify(
+        &self,
+        db: &str,
+        progress: &tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
+    ) -> Result<VerifyReport, DaemonError> {
+        let name = db.trim().to_lowercase();
+        let entry = self.registry_snapshot().entry(&name)?;
+        if entry.backend_type != BackendType::Postgres {
+            return Err(DaemonError::Invalid(format!(
+                "database '{name}' is on {}: verify compares a migrated Postgres database with \
+                 the JSON directory it came from",
+                entry.backend_type.as_str()
+            )));
+        }
+        let target = crate::supervisor::pg_settings(&entry)
+            .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+        let sink = progress.clone();
+        let emit: Emit = Arc::new(move |p| {
+            let _ = sink.send(p);
+        });
+        let report = crate::migrate::recheck::run(
+            crate::migrate::recheck::Recheck {
+                db: name.clone(),
+                source_path: entry.path.clone(),
+                source_workspace: entry.workspace.clone(),
+                target,
+            },
+            emit,
+        )
+        .await?;
+        if !report.ok {
+            return Err(DaemonError::Remote(ErrorBody::new(
+                hrag_proto::ErrorKind::VerificationFailed,
+                format!(
+                    "verification of '{name}' failed; first differing records:\n  {}",
+                    report.mismatches.join("\n  ")
+                ),
+            )));
+        }
+        info!(event = "verified", db = %name, "the Postgres workspace matches its JSON backup");
+        Ok(report)
     }
 
     async fn run_migration(

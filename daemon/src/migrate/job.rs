@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 
 use hrag_proto::{JobPhase, MigrationReport, ProgressEvent, StoreReport};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, PgConnection};
+use std::sync::Mutex;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::checkpoint::{self, JobRecord, Mirror, MirrorStore, StoreProgress};
+use super::digest::Digest;
 use super::error::MigrateError;
 use super::feed::{Limits, SourceCtx, spawn};
 use super::source::SourceDir;
@@ -26,11 +30,11 @@ use super::table::{RowMapper, Store, TableSpec};
 use super::verify;
 use super::writer::Writer;
 use crate::storage::postgres::{PgSettings, PgStores, PgWriterLock, check_target, db_err, schema};
-use crate::storage::{StorageError, VectorNamespace};
+use crate::storage::{KvNamespace, StorageError, VectorNamespace};
 
 /// How long the target may stay unreachable during the copy before the job gives up.
 const RETRY_FOR: Duration = Duration::from_secs(120);
-const MAX_BATCH_BYTES: usize = 16 << 20;
+const MAX_BATCH_BYTES: usize = 4 << 20;
 const DEFAULT_BATCH_ROWS: usize = 5000;
 
 /// What to migrate, and how.
@@ -103,7 +107,7 @@ pub fn target_identity(s: &PgSettings) -> String {
     }
 }
 
-fn now_us() -> i64 {
+pub fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -226,18 +230,8 @@ impl Job {
             Some(m) => format!("embedding model {m:?}: LightRAG's per-model vector tables"),
             None => "no embedding model given: LightRAG's bare LIGHTRAG_VDB_* tables".to_owned(),
         });
-        let vector_table = |ns| schema::vector_table(ns, model.as_deref(), dim);
-        for ns in VectorNamespace::ALL {
-            vector_table(ns).map_err(|e| MigrateError::Invalid(e.to_string()))?;
-        }
         let stores = Store::all();
-        let specs: HashMap<Store, TableSpec> = stores
-            .iter()
-            .map(|s| {
-                let spec = TableSpec::new(*s, |ns| vector_table(ns).unwrap_or_default());
-                (*s, spec)
-            })
-            .collect();
+        let specs = table_specs(model.as_deref(), dim)?;
         check_target(&self.spec.target, Duration::from_secs(10))
             .await
             .map_err(|e| MigrateError::Target(e.to_string()))?;
@@ -261,11 +255,11 @@ impl Job {
         })
     }
 
-    async fn connect(&self) -> Result<(PgStores, PgWriterLock, PgConnection), MigrateError> {
+    async fn connect(&self) -> Result<Session, MigrateError> {
         let mut settings = self.spec.target.clone();
         // Verification streams whole tables; no statement may be cut short.
         settings.statement_timeout = Duration::ZERO;
-        settings.max_connections = 2;
+        settings.max_connections = LANES as u32 + 1;
         let stores = PgStores::connect(settings)
             .await
             .map_err(MigrateError::target)?;
@@ -273,21 +267,20 @@ impl Job {
             StorageError::Locked(m) => MigrateError::Target(m),
             other => MigrateError::target(other),
         })?;
-        let conn = stores
-            .pool()
-            .acquire()
-            .await
-            .map_err(|e| tgt("connect", e))?
-            .detach();
-        Ok((stores, lock, conn))
+        Ok(Session {
+            stores,
+            _lock: lock,
+        })
     }
 
-    /// Creates the tables (LightRAG's DDL, without vector indexes) and the checkpoint tables.
+    /// Creates the tables (LightRAG's DDL, without vector indexes) and the checkpoint tables;
+    /// returns LightRAG's secondary btree indexes, built once the data is in (a sorted build
+    /// is far cheaper than maintaining them row by row).
     async fn ensure_schema(
         &self,
         conn: &mut PgConnection,
         plan: &Plan,
-    ) -> Result<(), MigrateError> {
+    ) -> Result<Vec<String>, MigrateError> {
         use sqlx::Acquire as _;
         let mut tx = conn.begin().await.map_err(|e| tgt("begin", e))?;
         let mut stmts = vec![
@@ -300,13 +293,50 @@ impl Job {
             stmts.extend(schema::vector_ddl(ns, &spec.table, plan.dim));
         }
         stmts.extend(checkpoint::DDL.iter().map(|s| (*s).to_owned()));
-        for s in stmts {
+        let (indexes, now): (Vec<String>, Vec<String>) = stmts
+            .into_iter()
+            .partition(|s| s.starts_with("CREATE INDEX"));
+        for s in now {
             sqlx::query(AssertSqlSafe(s))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| tgt("create the target tables", e))?;
         }
-        tx.commit().await.map_err(|e| tgt("commit", e))
+        tx.commit().await.map_err(|e| tgt("commit", e))?;
+        Ok(indexes)
+    }
+
+    /// Builds the deferred secondary indexes and checks what the disabled foreign keys would
+    /// have: every edge's endpoints exist.
+    async fn finish_tables(
+        &self,
+        conn: &mut PgConnection,
+        indexes: &[String],
+    ) -> Result<(), MigrateError> {
+        for s in indexes {
+            sqlx::query(AssertSqlSafe(s.clone()))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| tgt("create the target's btree indexes", e))?;
+        }
+        let dangling: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM lightrag_graph_edges e WHERE e.workspace = $1 \
+             AND NOT (EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
+               AND n.namespace = e.namespace AND n.id = e.src_id) \
+             AND EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
+               AND n.namespace = e.namespace AND n.id = e.tgt_id))",
+        )
+        .bind(&self.spec.target.workspace)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| tgt("check the graph's edges", e))?;
+        if dangling > 0 {
+            return Err(MigrateError::Source(format!(
+                "{}: {dangling} edges name a node the graph does not have",
+                crate::storage::GRAPH_FILE
+            )));
+        }
+        Ok(())
     }
 
     /// Whether the workspace already has rows in any target table.
@@ -436,44 +466,90 @@ impl Job {
         }
     }
 
-    /// Copies every store from its checkpoint on; returns the committed progress.
+    /// Copies every store from its checkpoint on, in parallel lanes; returns the committed
+    /// progress.
     async fn copy(
         &self,
-        conn: &mut PgConnection,
+        session: &Session,
         plan: &Plan,
         job: &JobRecord,
     ) -> Result<BTreeMap<String, StoreProgress>, MigrateError> {
         let ws = self.spec.target.workspace.clone();
-        let progress = checkpoint::load_progress(conn, &ws)
+        let mut conn = session.conn().await?;
+        let progress = checkpoint::load_progress(&mut conn, &ws)
             .await
             .map_err(MigrateError::target)?;
+        drop(conn);
+        let shared = Arc::new(Mutex::new(progress));
+        // Chunk vector rows take `tokens` from their text_chunks rows, which another lane
+        // writes: that lane says when they are all in.
+        let (chunks_tx, chunks_rx) = tokio::sync::watch::channel(false);
+        let chunks_tx = Arc::new(chunks_tx);
+        let runs = lanes(&plan.stores).into_iter().map(|stores| {
+            let lane = Lane {
+                shared: shared.clone(),
+                chunks_done: chunks_tx.clone(),
+                chunks_wait: chunks_rx.clone(),
+            };
+            async move { self.lane(session, plan, job, stores, lane).await }
+        });
+        futures::future::try_join_all(runs).await?;
+        let progress = lock(&shared).clone();
+        self.mirror(plan, job, "copied", &progress);
+        Ok(progress)
+    }
+
+    /// One lane: its stores, in order, over its own connection.
+    async fn lane(
+        &self,
+        session: &Session,
+        plan: &Plan,
+        job: &JobRecord,
+        stores: Vec<Store>,
+        lane: Lane,
+    ) -> Result<(), MigrateError> {
+        let text_chunks = Store::Kv(KvNamespace::TextChunks);
+        let vdb_chunks = Store::Vector(VectorNamespace::Chunks);
+        let writes_text_chunks = stores.contains(&text_chunks);
+        let mut conn = session.conn().await?;
         let mut writer = Writer {
-            workspace: ws,
+            workspace: self.spec.target.workspace.clone(),
             specs: plan.ctx.specs.clone(),
-            progress,
+            progress: lane.shared.clone(),
         };
-        let mut rx = spawn(
-            plan.ctx.clone(),
-            plan.stores.clone(),
-            writer.progress.clone(),
-            self.limits(),
-        );
+        let from = lock(&lane.shared).clone();
+        let mut rx = spawn(plan.ctx.clone(), stores, from, self.limits());
         let mut last_mirror = Instant::now();
+        let mut waited = writes_text_chunks;
         loop {
             let batch = tokio::select! {
-                _ = self.cancel.cancelled() => {
-                    return Err(MigrateError::Interrupted(
-                        "the daemon is shutting down; the checkpoint is saved: run the same \
-                         command with --resume".into()));
-                }
+                _ = self.cancel.cancelled() => return Err(interrupted()),
                 b = rx.recv() => b,
             };
             let Some(batch) = batch else { break };
             let batch = batch?;
+            if writes_text_chunks && batch.store != text_chunks {
+                let _ = lane.chunks_done.send(true);
+            }
+            if batch.store == vdb_chunks && !waited {
+                let mut w = lane.chunks_wait.clone();
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return Err(interrupted()),
+                    r = w.wait_for(|done| *done) => {
+                        r.map_err(|_| MigrateError::Interrupted("the text_chunks lane stopped".into()))?;
+                    }
+                }
+                waited = true;
+            }
             let store = batch.store.name();
-            writer.write(conn, batch).await?;
-            let records: u64 = writer.progress.values().map(|p| p.digest.records).sum();
-            let bytes: u64 = writer.progress.values().map(|p| p.bytes).sum();
+            writer.write(&mut conn, batch).await?;
+            let (records, bytes) = {
+                let p = lock(&lane.shared);
+                (
+                    p.values().map(|p| p.digest.records).sum::<u64>(),
+                    p.values().map(|p| p.bytes).sum::<u64>(),
+                )
+            };
             (self.emit)(ProgressEvent {
                 db: self.spec.db.clone(),
                 phase: JobPhase::Copying,
@@ -485,12 +561,15 @@ impl Job {
                 message: None,
             });
             if last_mirror.elapsed() > Duration::from_secs(1) {
-                self.mirror(plan, job, "copying", &writer.progress);
+                let p = lock(&lane.shared).clone();
+                self.mirror(plan, job, "copying", &p);
                 last_mirror = Instant::now();
             }
         }
-        self.mirror(plan, job, "copied", &writer.progress);
-        Ok(writer.progress)
+        if writes_text_chunks {
+            let _ = lane.chunks_done.send(true);
+        }
+        Ok(())
     }
 
     fn mirror(
@@ -527,7 +606,7 @@ impl Job {
     /// Compares each store's source digest (taken while copying) with the target's.
     async fn verify(
         &self,
-        conn: &mut PgConnection,
+        session: &Session,
         plan: &Plan,
         progress: &BTreeMap<String, StoreProgress>,
     ) -> Result<Vec<StoreReport>, MigrateError> {
@@ -536,6 +615,20 @@ impl Job {
             "verifying: hashing every record on the target",
         );
         let ws = &self.spec.target.workspace;
+        let digests = futures::future::try_join_all(lanes(&plan.stores).into_iter().map(
+            |stores| async move {
+                let mut c = session.conn().await?;
+                let mut out = Vec::with_capacity(stores.len());
+                for s in stores {
+                    out.push((s, verify::pg_digest(&mut c, &plan.ctx.specs[&s], ws).await?));
+                }
+                Ok::<_, MigrateError>(out)
+            },
+        ))
+        .await?;
+        let digests: HashMap<Store, Digest> = digests.into_iter().flatten().collect();
+        let mut conn = session.conn().await?;
+        let conn = &mut *conn;
         let mut reports = Vec::new();
         let mut named = Vec::new();
         for s in &plan.stores {
@@ -544,7 +637,7 @@ impl Job {
                 .get(&s.name())
                 .map(|p| p.digest.clone())
                 .unwrap_or_default();
-            let target = verify::pg_digest(conn, spec, ws).await?;
+            let target = digests.get(s).cloned().unwrap_or_default();
             let ok = source == target;
             if !ok {
                 let buckets = source.differing(&target);
@@ -612,16 +705,18 @@ impl Job {
                 embedding_dim: plan.dim,
             });
         }
-        let (_stores, _lock, mut conn) = self.connect().await?;
-        self.ensure_schema(&mut conn, &plan).await?;
+        let mut session = self.connect().await?;
+        let mut conn = session.conn().await?;
+        let indexes = self.ensure_schema(&mut conn, &plan).await?;
         let job = self.start_or_resume(&mut conn, &plan).await?;
+        drop(conn);
         self.say(
             JobPhase::Copying,
             format!("copying {} bytes into {}", plan.total_bytes, plan.target_id),
         );
         let mut down_since: Option<Instant> = None;
         let progress = loop {
-            match self.copy(&mut conn, &plan, &job).await {
+            match self.copy(&session, &plan, &job).await {
                 Ok(p) => break p,
                 Err(e) if e.is_retryable() => {
                     let since = *down_since.get_or_insert_with(Instant::now);
@@ -640,9 +735,7 @@ impl Job {
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     }
                     match self.connect().await {
-                        Ok((_, _, c)) => {
-                            conn = c;
-                        }
+                        Ok(s) => session = s,
                         Err(e) if e.is_retryable() => continue,
                         Err(e) => return Err(e),
                     }
@@ -651,8 +744,10 @@ impl Job {
             }
         };
         let ws = self.spec.target.workspace.clone();
+        let mut conn = session.conn().await?;
+        self.finish_tables(&mut conn, &indexes).await?;
         let stores = if self.spec.verify {
-            let r = self.verify(&mut conn, &plan, &progress).await?;
+            let r = self.verify(&session, &plan, &progress).await?;
             checkpoint::set_state(&mut conn, &ws, "verified")
                 .await
                 .map_err(MigrateError::target)?;
@@ -685,6 +780,86 @@ impl Job {
             embedding_dim: plan.dim,
         })
     }
+}
+
+/// Parallel writers: PostgreSQL ingests a COPY on one core per connection.
+const LANES: usize = 2;
+
+/// The pool and the single-writer lock of one connected stretch of the job.
+struct Session {
+    stores: PgStores,
+    _lock: PgWriterLock,
+}
+
+impl Session {
+    /// A connection for bulk writes: TOAST values compressed with lz4 where the server has
+    /// it, and foreign-key triggers off where the role may (pg_restore's --disable-triggers;
+    /// the edges' endpoints are checked once at the end instead).
+    async fn conn(&self) -> Result<PoolConnection<Postgres>, MigrateError> {
+        let mut c = self
+            .stores
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| tgt("connect", e))?;
+        for set in [
+            "SET default_toast_compression = 'lz4'",
+            "SET session_replication_role = replica",
+        ] {
+            // Refused by an older server or a role without the right: the copy is slower.
+            let _ = sqlx::query(set).execute(&mut *c).await;
+        }
+        Ok(c)
+    }
+}
+
+/// One lane's share of the job's state.
+struct Lane {
+    shared: Arc<Mutex<BTreeMap<String, StoreProgress>>>,
+    chunks_done: Arc<tokio::sync::watch::Sender<bool>>,
+    chunks_wait: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Stores split over [`LANES`]: the vector stores (most of the bytes) on one lane, the rest
+/// on the other; text_chunks first, so the chunk vectors wait as little as possible.
+fn lanes(stores: &[Store]) -> Vec<Vec<Store>> {
+    let (mut vectors, mut rest): (Vec<Store>, Vec<Store>) =
+        stores.iter().partition(|s| matches!(s, Store::Vector(_)));
+    rest.sort_by_key(|s| *s != Store::Kv(KvNamespace::TextChunks));
+    vectors.sort_by_key(|s| *s == Store::Vector(VectorNamespace::Chunks));
+    vec![rest, vectors]
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn interrupted() -> MigrateError {
+    MigrateError::Interrupted(
+        "the daemon is shutting down; the checkpoint is saved: run the same command with \
+         --resume"
+            .into(),
+    )
+}
+
+/// The target table of every store for vectors of `model` and `dim`.
+pub fn table_specs(
+    model: Option<&str>,
+    dim: usize,
+) -> Result<HashMap<Store, TableSpec>, MigrateError> {
+    let mut tables = HashMap::new();
+    for ns in VectorNamespace::ALL {
+        let t = schema::vector_table(ns, model, dim)
+            .map_err(|e| MigrateError::Invalid(e.to_string()))?;
+        tables.insert(ns.as_str(), t);
+    }
+    Ok(Store::all()
+        .into_iter()
+        .map(|s| {
+            let spec = TableSpec::new(s, |ns| tables.get(ns.as_str()).cloned().unwrap_or_default());
+            (s, spec)
+        })
+        .collect())
 }
 
 /// The source file a store is read from.

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod error;
 pub mod feed;
 pub mod job;
+pub mod recheck;
 pub mod source;
 pub mod table;
 pub mod verify;

@@ -106,7 +106,12 @@ pub async fn name_differences(
     let store = spec.store.name();
     let mut rx = spawn(ctx, vec![spec.store], BTreeMap::new(), limits);
     while let Some(b) = rx.recv().await {
-        for row in b?.rows {
+        let b = b?;
+        // The graph file feeds nodes and edges together.
+        if b.store != spec.store {
+            continue;
+        }
+        for row in b.rows {
             let key = row_key(spec.store, &row.cells);
             if !wanted(&key) {
                 continue;

@@ -5,6 +5,7 @@
 //! after the switch, never maintained row by row during the copy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use sqlx::{Acquire as _, AssertSqlSafe, PgConnection};
 
@@ -21,7 +22,7 @@ pub struct Writer {
     pub workspace: String,
     pub specs: HashMap<Store, TableSpec>,
     /// The committed checkpoint of every store, by store name.
-    pub progress: BTreeMap<String, StoreProgress>,
+    pub progress: Arc<Mutex<BTreeMap<String, StoreProgress>>>,
 }
 
 fn tgt(context: &str, e: sqlx::Error) -> MigrateError {
@@ -65,7 +66,7 @@ impl Writer {
         copy.finish()
             .await
             .map_err(|e| copy_error(spec, &batch, e))?;
-        let mut next = self.progress.get(&name).cloned().unwrap_or_default();
+        let mut next = self.committed(&name);
         next.next_ordinal = batch.next_ordinal;
         next.bytes = next.bytes.max(batch.bytes);
         next.digest.merge(&batch.digest);
@@ -73,8 +74,16 @@ impl Writer {
             .await
             .map_err(MigrateError::target)?;
         tx.commit().await.map_err(|e| tgt("commit", e))?;
-        self.progress.insert(name, next);
+        self.lock().insert(name, next);
         Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, StoreProgress>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn committed(&self, store: &str) -> StoreProgress {
+        self.lock().get(store).cloned().unwrap_or_default()
     }
 }
 

@@ -9,6 +9,7 @@ mod ingest;
 mod json_roundtrip;
 mod json_storage;
 mod lifecycle;
+mod migrate;
 mod monitoring;
 mod pg_daemon;
 mod pg_smoke;
