@@ -34,6 +34,13 @@ const RETRY_MIN: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Bound on the best-effort `pg_cancel_backend` when the backend is dropped mid-build.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ceiling of the build session's `maintenance_work_mem`. An HNSW build whose graph outgrows it
+/// goes on disk-bound and runs several times slower (50k × 1024 dims on two busy cores: ~16 min
+/// at the 64 MB default, 5.5 min with 470 MB); the session asks for about 1.5 × the table's
+/// size, never more than this.
+const BUILD_MEMORY_MAX: i64 = 1 << 30;
+/// Added to the table's size: the graph's neighbour lists outweigh narrow vectors.
+const BUILD_MEMORY_SLACK: i64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 enum BuildError {
@@ -235,6 +242,7 @@ async fn build_on(
         .fetch_one(&mut *conn)
         .await
         .map_err(failed("pg_backend_pid"))?;
+    let memory_mb = raise_build_memory(conn, &ddl.table).await;
     let elsewhere = wait_for_lock(conn, pool, ddl, tracker, cancel).await?;
     if elsewhere == Some(true) {
         return Ok(());
@@ -257,6 +265,7 @@ async fn build_on(
         None => {}
     }
     info!(event = "vector_index_build_started", table = %ddl.table, index = %ddl.name,
+          maintenance_work_mem_mb = memory_mb,
           "building the vector index in the background; vector queries on {} use a sequential \
            scan until it is done", ddl.table);
     tracker.begin(ddl, "starting");
@@ -282,6 +291,47 @@ async fn build_on(
           "vector index built in {seconds:.1} s");
     tracker.finish(&ddl.table, IndexBuildState::Done, "done".into());
     Ok(())
+}
+
+/// Raises the session's `maintenance_work_mem` towards the table's size (never lowers it, never
+/// above [`BUILD_MEMORY_MAX`]) so the index is built in memory; returns the setting in MiB.
+/// Best effort: a server that refuses keeps its own setting.
+async fn raise_build_memory(conn: &mut PgConnection, table: &str) -> i64 {
+    let sizes: Result<(Option<i64>, i64), sqlx::Error> = sqlx::query_as(
+        "SELECT pg_table_size(to_regclass($1)), \
+         (SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem')",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await;
+    let (table_bytes, current) = match sizes {
+        Ok((t, c)) => (t.unwrap_or(0), c),
+        Err(e) => {
+            debug!(table, error = %e, "cannot size the index build's memory");
+            return 0;
+        }
+    };
+    let want = build_memory(table_bytes, current);
+    if want > current {
+        let set = format!("SET maintenance_work_mem = '{}kB'", want / 1024);
+        if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(set))
+            .execute(&mut *conn)
+            .await
+        {
+            debug!(table, error = %e, "cannot raise maintenance_work_mem");
+            return current >> 20;
+        }
+    }
+    want.max(current) >> 20
+}
+
+/// The build memory to ask for: 1.5 × the table's size plus slack, capped, never below
+/// `current`.
+fn build_memory(table_bytes: i64, current: i64) -> i64 {
+    (table_bytes / 2 * 3)
+        .saturating_add(BUILD_MEMORY_SLACK)
+        .min(BUILD_MEMORY_MAX)
+        .max(current)
 }
 
 /// Takes the table's build lock, waiting while another session holds it. `None`: taken at
@@ -461,6 +511,16 @@ mod tests {
         assert_eq!(percent(Some(0), Some(0), Some(10), Some(5)), Some(50.0));
         assert_eq!(percent(None, None, Some(0), Some(0)), None);
         assert_eq!(percent(Some(10), Some(20), None, None), Some(100.0));
+    }
+
+    #[test]
+    fn build_memory_follows_the_table_within_bounds() {
+        let mib = 1 << 20;
+        assert_eq!(build_memory(200 * mib, 64 * mib), 364 * mib);
+        assert_eq!(build_memory(0, 64 * mib), 64 * mib);
+        assert_eq!(build_memory(50 << 30, 64 * mib), BUILD_MEMORY_MAX);
+        // A server configured higher keeps its setting.
+        assert_eq!(build_memory(mib, 4 << 30), 4 << 30);
     }
 
     #[test]
