@@ -2,7 +2,7 @@
 
 use hrag_proto::{
     BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health,
-    QueryResult, ReloadReport, Response, Retrieved,
+    IndexBuild, QueryResult, ReloadReport, Response, Retrieved,
 };
 
 /// Prints rows with each column padded to its widest cell.
@@ -166,6 +166,42 @@ fn status(s: &DaemonStatus) {
     for d in s.databases.iter().filter(|d| d.error.is_some()) {
         println!("\n{}: {}", d.name, opt(&d.error));
     }
+    let builds = index_build_rows(s);
+    if !builds.is_empty() {
+        println!("\nvector indexes built in the background:");
+        table(
+            &[
+                "  DATABASE",
+                "TABLE",
+                "INDEX",
+                "STATE",
+                "PROGRESS",
+                "ELAPSED",
+                "PHASE",
+            ],
+            &builds,
+        );
+    }
+}
+
+fn index_build_rows(s: &DaemonStatus) -> Vec<Vec<String>> {
+    let row = |db: &str, b: &IndexBuild| {
+        vec![
+            format!("  {db}"),
+            b.table.clone(),
+            b.index.clone(),
+            b.state.as_str().to_owned(),
+            b.percent
+                .map(|p| format!("{p:.0}%"))
+                .unwrap_or_else(|| "-".into()),
+            duration(b.elapsed_secs as u64),
+            b.phase.clone(),
+        ]
+    };
+    s.databases
+        .iter()
+        .flat_map(|d| d.index_builds.iter().map(|b| row(&d.name, b)))
+        .collect()
 }
 
 fn health(h: &Health) {
@@ -483,6 +519,58 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn index_builds_get_one_row_each() {
+        use hrag_proto::{DbState, DbStatus, IndexBuildState};
+        let build = |table: &str, state, percent| IndexBuild {
+            table: table.into(),
+            index: format!("idx_{table}_hnsw_cosine"),
+            phase: "building index: loading tuples".into(),
+            percent,
+            elapsed_secs: 75.4,
+            state,
+        };
+        let db = DbStatus {
+            name: "big".into(),
+            backend: "postgres".into(),
+            state: DbState::Idle,
+            paused: false,
+            path: "/kb".into(),
+            workspace: None,
+            source_folder: None,
+            auto_watch: false,
+            error: None,
+            index_builds: vec![
+                build("t1", IndexBuildState::Building, Some(42.4)),
+                build("t2", IndexBuildState::Done, None),
+            ],
+        };
+        let s = DaemonStatus {
+            version: "0".into(),
+            pid: 1,
+            uptime_secs: 1,
+            socket: "s".into(),
+            registry: "r".into(),
+            state_dir: "d".into(),
+            databases: vec![db],
+        };
+        let rows = index_build_rows(&s);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[0],
+            [
+                "  big",
+                "t1",
+                "idx_t1_hnsw_cosine",
+                "building",
+                "42%",
+                "1m15s",
+                "building index: loading tuples"
+            ]
+        );
+        assert_eq!((rows[1][3].as_str(), rows[1][4].as_str()), ("done", "-"));
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl Daemon {
                     source_folder: sum.source_folder,
                     auto_watch: sum.auto_watch,
                     error: s.error,
+                    index_builds: index_builds(&run.handle),
                 }
             })
             .collect();
@@ -321,7 +322,11 @@ impl Daemon {
             let Some(run) = dbs.get(&name) else { continue };
             let snap = run.handle.snapshot();
             let entry = reg.entry(&name).ok();
-            reports.push(backend_report(&name, entry.as_ref(), &snap));
+            let mut report = backend_report(&name, entry.as_ref(), &snap);
+            report
+                .warnings
+                .extend(index_build_warnings(&index_builds(&run.handle)));
+            reports.push(report);
         }
         Ok(reports)
     }
@@ -788,6 +793,53 @@ fn backend_report(
         },
         warnings,
     }
+}
+
+/// The background index builds of a database's open store, as `status` shows them.
+fn index_builds(handle: &SupervisorHandle) -> Vec<hrag_proto::IndexBuild> {
+    use crate::storage::IndexBuildState as S;
+    let Some(ctx) = handle.query_context() else {
+        return Vec::new();
+    };
+    let Some(builds) = ctx.backend.index_builds() else {
+        return Vec::new();
+    };
+    builds
+        .index_builds()
+        .into_iter()
+        .map(|b| hrag_proto::IndexBuild {
+            table: b.table,
+            index: b.index,
+            phase: b.phase,
+            percent: b.percent,
+            elapsed_secs: b.elapsed_secs,
+            state: match b.state {
+                S::Building => hrag_proto::IndexBuildState::Building,
+                S::Done => hrag_proto::IndexBuildState::Done,
+                S::Failed => hrag_proto::IndexBuildState::Failed,
+            },
+        })
+        .collect()
+}
+
+/// `backend status` warns about vector indexes not (yet) usable; finished builds are quiet.
+fn index_build_warnings(builds: &[hrag_proto::IndexBuild]) -> Vec<String> {
+    builds
+        .iter()
+        .filter(|b| b.state != hrag_proto::IndexBuildState::Done)
+        .map(|b| {
+            let pct = b.percent.map(|p| format!(", {p:.0}%")).unwrap_or_default();
+            format!(
+                "vector index {} on {} is {} ({}{pct}, {:.0} s); vector queries on it use a \
+                 sequential scan until it is built",
+                b.index,
+                b.table,
+                b.state.as_str(),
+                b.phase,
+                b.elapsed_secs
+            )
+        })
+        .collect()
 }
 
 fn absolute(flag: &str, p: &str) -> Result<PathBuf, DaemonError> {

@@ -269,6 +269,45 @@ pub struct DbStatus {
     pub auto_watch: bool,
     /// Why the database is in `error`, naming the file and field where there is one.
     pub error: Option<String>,
+    /// Vector indexes built in the background (Postgres), the last build of each table.
+    pub index_builds: Vec<IndexBuild>,
+}
+
+/// Where a background vector-index build stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum IndexBuildState {
+    Building,
+    Done,
+    Failed,
+}
+
+impl IndexBuildState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexBuildState::Building => "building",
+            IndexBuildState::Done => "done",
+            IndexBuildState::Failed => "failed",
+        }
+    }
+}
+
+/// One vector index built in the background (`CREATE INDEX CONCURRENTLY`); vector queries on
+/// its table use a sequential scan until it is `done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(Arbitrary))]
+pub struct IndexBuild {
+    pub table: String,
+    pub index: String,
+    /// PostgreSQL's phase (`pg_stat_progress_create_index`), "building elsewhere" while
+    /// another daemon builds it, or why the last attempt failed.
+    pub phase: String,
+    /// Progress of the current phase, 0–100, when PostgreSQL reports one.
+    pub percent: Option<f64>,
+    /// Seconds since the build started (its whole duration once finished).
+    pub elapsed_secs: f64,
+    pub state: IndexBuildState,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,8 @@ use crate::registry::{BackendType, DbEntry};
 use crate::storage::postgres::{PgSettings, PgStores};
 
 use super::{
-    DocStatusStore, GraphStore, KvNamespace, KvStore, Probe, StorageError, StorageResult,
-    VectorNamespace, VectorStore,
+    DocStatusStore, GraphStore, IndexBuilds, KvNamespace, KvStore, Probe, StorageError,
+    StorageResult, VectorNamespace, VectorStore,
 };
 
 /// The record counts `backend status` shows (PRODUCT §9).
@@ -34,6 +34,8 @@ pub struct Backend {
     pub location: String,
     /// Reachability of the server, for backends that have one.
     probe: Option<Arc<dyn Probe>>,
+    /// Indexes being built in the background, for backends that build them.
+    index_builds: Option<Arc<dyn IndexBuilds>>,
     /// Keeps the single-writer lock for as long as the backend is open.
     _guard: Box<dyn Send + Sync>,
 }
@@ -71,6 +73,7 @@ impl Backend {
             doc_status,
             location,
             probe: None,
+            index_builds: None,
             _guard: guard,
         })
     }
@@ -79,6 +82,17 @@ impl Backend {
     pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Backend {
         self.probe = Some(probe);
         self
+    }
+
+    /// Attaches the background index builds of a backend that has them.
+    pub fn with_index_builds(mut self, builds: Arc<dyn IndexBuilds>) -> Backend {
+        self.index_builds = Some(builds);
+        self
+    }
+
+    /// The background index builds; `None` for file backends.
+    pub fn index_builds(&self) -> Option<&Arc<dyn IndexBuilds>> {
+        self.index_builds.as_ref()
     }
 
     /// The server probe; `None` for file backends, which are always reachable.

@@ -109,6 +109,35 @@ pub trait Probe: Send + Sync {
     async fn probe(&self) -> StorageResult<ProbeReport>;
 }
 
+/// Indexes a backend builds in the background (Postgres vector tables that already held rows
+/// when the database opened); queries work meanwhile, without the index.
+pub trait IndexBuilds: Send + Sync {
+    /// The last build of each table, by table name.
+    fn index_builds(&self) -> Vec<IndexBuildReport>;
+}
+
+/// One background index build as `status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexBuildReport {
+    pub table: String,
+    pub index: String,
+    /// What the build is doing (the server's phase), or why it failed.
+    pub phase: String,
+    /// Progress of the current phase, 0–100, when the server reports one.
+    pub percent: Option<f64>,
+    /// Since the build started; its whole duration once finished.
+    pub elapsed_secs: f64,
+    pub state: IndexBuildState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexBuildState {
+    Building,
+    Done,
+    /// The last attempt failed; it is retried with backoff.
+    Failed,
+}
+
 /// Document processing status (LightRAG's `DocStatusStorage`).
 #[async_trait]
 pub trait DocStatusStore: Send + Sync {

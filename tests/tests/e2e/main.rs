@@ -12,6 +12,7 @@ mod lifecycle;
 mod migrate;
 mod monitoring;
 mod pg_daemon;
+mod pg_index;
 mod pg_smoke;
 mod pg_storage;
 mod provisioning;

@@ -8,9 +8,13 @@
 //!
 //! Single writer: [`PgStores::into_backend`] holds `pg_try_advisory_lock(hashtext('hrag:' ||
 //! workspace))` on a dedicated connection for the backend's lifetime.
+//!
+//! Vector indexes: created with their table when it is empty; a table that already holds rows
+//! gets its index built in the background ([`index_build`]) while the backend is open.
 
 mod doc_status;
 mod graph;
+mod index_build;
 mod kv;
 mod probe;
 pub mod schema;
@@ -23,6 +27,7 @@ pub use kv::PgKvStore;
 pub(crate) use kv::{Kind as KvKind, spec as kv_spec};
 pub use probe::PgProbe;
 pub use probe::{TargetError, check_target};
+pub use schema::VectorIndexDdl;
 pub use settings::VectorIndexType;
 pub use vector::PgVectorStore;
 
@@ -34,8 +39,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection};
 
 use super::{
-    Backend, Cursor, DocStatusStore, GraphStore, KvNamespace, KvStore, StorageError, StorageResult,
-    VectorNamespace, VectorStore,
+    Backend, Cursor, DocStatusStore, GraphStore, IndexBuilds, KvNamespace, KvStore, StorageError,
+    StorageResult, VectorNamespace, VectorStore,
 };
 
 /// Rows per multi-row statement in batched writes.
@@ -181,8 +186,35 @@ impl PgStores {
     }
 
     /// Creates the pgvector extension and every missing LightRAG table and index, as LightRAG
-    /// 1.5.7 creates them; idempotent and safe against concurrent callers.
+    /// 1.5.7 creates them; idempotent and safe against concurrent callers. Everything is in
+    /// place when it returns: a vector index missing on a table that holds rows is built with
+    /// `CREATE INDEX CONCURRENTLY` (writers go on) and awaited.
     pub async fn ensure_schema(&self) -> StorageResult<()> {
+        let opts = self.connect_options_unlimited()?;
+        for ddl in self.prepare_schema(true).await? {
+            index_build::build_now(&opts, &self.pool, &ddl)
+                .await
+                .map_err(StorageError::Backend)?;
+        }
+        Ok(())
+    }
+
+    /// Like [`Self::ensure_schema`], but a vector index missing (or left INVALID by an
+    /// interrupted concurrent build) on a table that already holds rows is not built: it is
+    /// returned, for [`Self::into_backend`] to build in the background. Indexing an empty table
+    /// is cheap and happens here.
+    pub async fn ensure_schema_deferring_indexes(&self) -> StorageResult<Vec<VectorIndexDdl>> {
+        self.prepare_schema(true).await
+    }
+
+    /// Every table and btree index, but no vector index: for a bulk copy, where maintaining
+    /// HNSW row by row would dominate; the indexes are built when the database next opens.
+    pub async fn ensure_tables(&self) -> StorageResult<()> {
+        self.prepare_schema(false).await.map(|_| ())
+    }
+
+    /// Creates what is missing; returns the vector indexes still to build concurrently.
+    async fn prepare_schema(&self, vector_indexes: bool) -> StorageResult<Vec<VectorIndexDdl>> {
         let mut tx = self.pool.begin().await.map_err(|e| db_err("begin", e))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hrag:schema'))")
             .execute(&mut *tx)
@@ -198,12 +230,16 @@ impl PgStores {
                 ))
             })?;
         let mut stmts = schema::base_ddl();
+        let mut indexes = Vec::new();
         let dim = self.settings.embedding_dim;
         for ns in VectorNamespace::ALL {
             let table = self.vector_table(ns)?;
             stmts.extend(schema::vector_ddl(ns, &table, dim));
+            if !vector_indexes {
+                continue;
+            }
             let s = &self.settings;
-            match schema::index_ddl(&table, dim, s.index_type, s.hnsw_m, s.hnsw_ef) {
+            match schema::vector_index(&table, dim, s.index_type, s.hnsw_m, s.hnsw_ef) {
                 Ok(ddl) => {
                     if schema::uses_halfvec(dim) {
                         tracing::info!(event = "pg_vector_index_halfvec", table = %table, dim,
@@ -211,7 +247,7 @@ impl PgStores {
                              indexes; it is indexed and searched as halfvec({dim})",
                             schema::MAX_INDEXED_DIM);
                     }
-                    stmts.push(ddl);
+                    indexes.push(ddl);
                 }
                 Err(why) => tracing::warn!(
                     event = "pg_vector_index_skipped",
@@ -227,7 +263,45 @@ impl PgStores {
                 .await
                 .map_err(|e| db_err("create schema", e))?;
         }
-        tx.commit().await.map_err(|e| db_err("commit schema", e))
+        let mut deferred = Vec::new();
+        for ddl in indexes {
+            let state = index_build::index_state(&mut *tx, &ddl)
+                .await
+                .map_err(|e| StorageError::Backend(format!("postgres index state: {e}")))?;
+            match state {
+                Some(true) => {}
+                // An INVALID index is a concurrent build in progress or the leftover of one:
+                // only the background build, under the table's build lock, may drop it.
+                Some(false) => deferred.push(ddl),
+                None => {
+                    let has_rows: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT EXISTS (SELECT 1 FROM {} LIMIT 1)",
+                        ddl.table
+                    )))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("vector table rows", e))?;
+                    if has_rows {
+                        deferred.push(ddl);
+                    } else {
+                        sqlx::query(sqlx::AssertSqlSafe(ddl.create()))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| db_err("create vector index", e))?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| db_err("commit schema", e))?;
+        Ok(deferred)
+    }
+
+    /// Connect options for the index builder's own sessions (no pool, no statement timeout).
+    fn connect_options_unlimited(&self) -> StorageResult<PgConnectOptions> {
+        Ok(self
+            .settings
+            .connect_options()?
+            .options([("timezone", "UTC")]))
     }
 
     pub fn kv(&self, ns: KvNamespace) -> PgKvStore {
@@ -284,7 +358,19 @@ impl PgStores {
     pub async fn into_backend(self) -> StorageResult<Backend> {
         let guard = self.lock().await?;
         let probe = PgProbe::new(guard.conn.clone(), self.settings.acquire_timeout);
-        self.ensure_schema().await?;
+        let pending = self.ensure_schema_deferring_indexes().await?;
+        let tracker = Arc::new(index_build::BuildTracker::default());
+        // Nothing to build: no task, no extra session.
+        let builder = if pending.is_empty() {
+            None
+        } else {
+            Some(index_build::spawn(
+                self.connect_options_unlimited()?,
+                self.pool.clone(),
+                pending,
+                tracker.clone(),
+            ))
+        };
         let kv: Vec<Arc<dyn KvStore>> = KvNamespace::ALL
             .iter()
             .map(|ns| Arc::new(self.kv(*ns)) as Arc<dyn KvStore>)
@@ -301,9 +387,13 @@ impl PgStores {
             graph,
             doc_status,
             self.settings.location(),
-            Box::new(guard),
+            // The builds end with the backend, as the writer lock does.
+            Box::new((guard, builder)),
         )
-        .map(|b| b.with_probe(Arc::new(probe)))
+        .map(|b| {
+            b.with_probe(Arc::new(probe))
+                .with_index_builds(tracker as Arc<dyn IndexBuilds>)
+        })
     }
 }
 

@@ -19,14 +19,43 @@ pub fn uses_halfvec(dim: usize) -> bool {
     dim > MAX_INDEXED_DIM && dim <= MAX_HALFVEC_DIM
 }
 
-/// The ANN index of a vector table: the statement creating it, or why there is none.
-pub fn index_ddl(
+/// The ANN index of a vector table: its name and what follows `ON` in its `CREATE INDEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorIndexDdl {
+    pub name: String,
+    pub table: String,
+    /// `<table> USING <method> (<column> <ops>) WITH (…)`.
+    body: String,
+}
+
+impl VectorIndexDdl {
+    /// LightRAG's own statement (blocks writes to the table while it runs).
+    pub fn create(&self) -> String {
+        format!("CREATE INDEX IF NOT EXISTS {} ON {}", self.name, self.body)
+    }
+
+    /// The same index built without blocking writes; cannot run inside a transaction.
+    pub fn create_concurrently(&self) -> String {
+        format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {}",
+            self.name, self.body
+        )
+    }
+
+    /// Removes a leftover (e.g. the INVALID index a crashed concurrent build leaves).
+    pub fn drop_concurrently(&self) -> String {
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.name)
+    }
+}
+
+/// The ANN index of a vector table, or why there is none.
+pub fn vector_index(
     table: &str,
     dim: usize,
     kind: super::VectorIndexType,
     m: u32,
     ef_construction: u32,
-) -> Result<String, String> {
+) -> Result<VectorIndexDdl, String> {
     use super::VectorIndexType as K;
     if dim > MAX_HALFVEC_DIM {
         return Err(format!(
@@ -43,32 +72,42 @@ pub fn index_ddl(
     } else {
         ("content_vector".to_owned(), "vector_cosine_ops")
     };
-    Ok(match kind {
-        K::Hnsw => format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {table} USING hnsw ({column} {ops}) \
-             WITH (m = {m}, ef_construction = {ef_construction})",
-            index_name(
-                table,
-                if half {
-                    "hnsw_halfvec_cosine"
-                } else {
-                    "hnsw_cosine"
-                }
-            )
+    let (method, suffix, with) = match kind {
+        K::Hnsw => (
+            "hnsw",
+            if half {
+                "hnsw_halfvec_cosine"
+            } else {
+                "hnsw_cosine"
+            },
+            format!("m = {m}, ef_construction = {ef_construction}"),
         ),
-        K::IvfFlat => format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {table} USING ivfflat ({column} {ops}) \
-             WITH (lists = {IVFFLAT_LISTS})",
-            index_name(
-                table,
-                if half {
-                    "ivfflat_halfvec_cosine"
-                } else {
-                    "ivfflat_cosine"
-                }
-            )
+        K::IvfFlat => (
+            "ivfflat",
+            if half {
+                "ivfflat_halfvec_cosine"
+            } else {
+                "ivfflat_cosine"
+            },
+            format!("lists = {IVFFLAT_LISTS}"),
         ),
+    };
+    Ok(VectorIndexDdl {
+        name: index_name(table, suffix),
+        table: table.to_owned(),
+        body: format!("{table} USING {method} ({column} {ops}) WITH ({with})"),
     })
+}
+
+/// The statement creating a vector table's ANN index, or why there is none.
+pub fn index_ddl(
+    table: &str,
+    dim: usize,
+    kind: super::VectorIndexType,
+    m: u32,
+    ef_construction: u32,
+) -> Result<String, String> {
+    vector_index(table, dim, kind, m, ef_construction).map(|i| i.create())
 }
 
 /// The graph namespace LightRAG's `PGTableGraphStorage` writes.
@@ -347,5 +386,27 @@ mod tests {
         );
         assert!(uses_halfvec(3072) && !uses_halfvec(2000) && !uses_halfvec(4001));
         assert!(index_ddl("t", 4001, K::Hnsw, 16, 64).is_err());
+    }
+
+    #[test]
+    fn concurrent_variant_builds_the_same_index() {
+        use super::super::VectorIndexType as K;
+        let i = vector_index("t", 64, K::Hnsw, 16, 64).unwrap();
+        assert_eq!(i.name, "idx_t_hnsw_cosine");
+        let plain = i.create();
+        let conc = i.create_concurrently();
+        assert_eq!(
+            conc,
+            plain.replace("CREATE INDEX IF", "CREATE INDEX CONCURRENTLY IF")
+        );
+        assert_eq!(
+            plain,
+            "CREATE INDEX IF NOT EXISTS idx_t_hnsw_cosine ON t USING hnsw \
+             (content_vector vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+        );
+        assert_eq!(
+            i.drop_concurrently(),
+            "DROP INDEX CONCURRENTLY IF EXISTS idx_t_hnsw_cosine"
+        );
     }
 }
