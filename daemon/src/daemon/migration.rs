@@ -14,7 +14,7 @@ use hrag_proto::{
     VerifyReport,
 };
 use serde_yaml_ng::{Mapping, Value};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use super::Daemon;
@@ -22,27 +22,36 @@ use crate::error::DaemonError;
 use crate::migrate::{Emit, Job, JobSpec};
 use crate::registry::{self, BackendType, RegistryError};
 
-/// What a follower sees of a job.
-#[derive(Debug, Clone, Default)]
-pub struct JobView {
-    pub last: Option<ProgressEvent>,
-    /// Every event since the last one was taken, for followers that keep up.
-    pub seq: u64,
-    pub result: Option<Result<MigrationReport, ErrorBody>>,
+type JobResult = Option<Result<MigrationReport, ErrorBody>>;
+
+/// How many progress events a follower may fall behind before it skips some.
+const EVENT_BACKLOG: usize = 1024;
+
+/// One job: its events as they happen, and its result once there is one.
+#[derive(Clone)]
+struct Slot {
+    events: broadcast::Sender<ProgressEvent>,
+    result: watch::Receiver<JobResult>,
+}
+
+/// The job's side of a [`Slot`].
+struct JobHandle {
+    events: broadcast::Sender<ProgressEvent>,
+    result: watch::Sender<JobResult>,
 }
 
 /// The migrations of this daemon's life, running or finished, by database.
 #[derive(Default)]
 pub struct Jobs {
-    slots: Mutex<HashMap<String, watch::Receiver<JobView>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl Jobs {
-    fn get(&self, db: &str) -> Option<watch::Receiver<JobView>> {
+    fn get(&self, db: &str) -> Option<Slot> {
         self.slots.lock().ok().and_then(|m| m.get(db).cloned())
     }
 
-    fn all(&self) -> Vec<(String, watch::Receiver<JobView>)> {
+    fn all(&self) -> Vec<(String, Slot)> {
         self.slots
             .lock()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -50,47 +59,81 @@ impl Jobs {
     }
 
     /// Registers a new job, unless one runs for `db`.
-    fn start(&self, db: &str) -> Result<watch::Sender<JobView>, DaemonError> {
+    fn start(&self, db: &str) -> Result<(JobHandle, Slot), DaemonError> {
         let mut m = self
             .slots
             .lock()
             .map_err(|_| DaemonError::Invalid("job table poisoned".into()))?;
-        if let Some(rx) = m.get(db)
-            && rx.borrow().result.is_none()
+        if let Some(slot) = m.get(db)
+            && slot.result.borrow().is_none()
         {
             return Err(DaemonError::Conflict(format!(
                 "a migration of '{db}' is already running; follow it with \
                  `hragctl migrate status {db}`"
             )));
         }
-        let (tx, rx) = watch::channel(JobView::default());
-        m.insert(db.to_owned(), rx);
-        Ok(tx)
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (result_tx, result) = watch::channel(None);
+        let slot = Slot {
+            events: events.clone(),
+            result,
+        };
+        m.insert(db.to_owned(), slot.clone());
+        Ok((
+            JobHandle {
+                events,
+                result: result_tx,
+            },
+            slot,
+        ))
     }
 }
 
+impl Slot {
+    /// A follower from now on (subscribe before the job starts to see every event).
+    fn follower(&self) -> Follower {
+        Follower {
+            events: self.events.subscribe(),
+            result: self.result.clone(),
+        }
+    }
+}
+
+struct Follower {
+    events: broadcast::Receiver<ProgressEvent>,
+    result: watch::Receiver<JobResult>,
+}
+
 /// Forwards a job's progress to `progress` until it ends; returns its result.
-pub async fn follow(
-    mut rx: watch::Receiver<JobView>,
+async fn follow(
+    f: Follower,
     progress: &tokio::sync::mpsc::UnboundedSender<ProgressEvent>,
 ) -> Result<MigrationReport, ErrorBody> {
-    let mut seen = 0;
+    let Follower {
+        mut events,
+        mut result,
+    } = f;
     loop {
-        let view = rx.borrow_and_update().clone();
-        if view.seq != seen
-            && let Some(p) = view.last
-        {
-            seen = view.seq;
-            let _ = progress.send(p);
-        }
-        if let Some(r) = view.result {
+        if let Some(r) = result.borrow_and_update().clone() {
+            while let Ok(p) = events.try_recv() {
+                let _ = progress.send(p);
+            }
             return r;
         }
-        if rx.changed().await.is_err() {
-            return Err(ErrorBody::new(
-                hrag_proto::ErrorKind::Interrupted,
-                "the migration job ended without a result".to_owned(),
-            ));
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(p) => { let _ = progress.send(p); }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            changed = result.changed() => {
+                if changed.is_err() && result.borrow().is_none() {
+                    return Err(ErrorBody::new(
+                        hrag_proto::ErrorKind::Interrupted,
+                        "the migration job ended without a result".to_owned(),
+                    ));
+                }
+            }
         }
     }
 }
@@ -124,16 +167,13 @@ impl Daemon {
                 entry.backend_type.as_str()
             )));
         }
-        let tx = self.jobs.start(&name)?;
-        let rx = self.jobs.get(&name);
+        let (handle, slot) = self.jobs.start(&name)?;
+        let follower = slot.follower();
         let daemon = self.clone();
-        let tx = Arc::new(tx);
-        let sink = tx.clone();
+        let events = handle.events.clone();
         let emit: Emit = Arc::new(move |p: ProgressEvent| {
-            sink.send_modify(|v| {
-                v.last = Some(p);
-                v.seq += 1;
-            });
+            // No follower is fine: the job runs on.
+            let _ = events.send(p);
         });
         let db = name.clone();
         self.tracker.spawn(async move {
@@ -141,10 +181,11 @@ impl Daemon {
             if let Err(e) = &result {
                 warn!(event = "migration_failed", db = %db, error = %e, "migration failed");
             }
-            tx.send_modify(|v| v.result = Some(result.map_err(|e| e.to_body())));
+            let _ = handle.result.send(Some(result.map_err(|e| e.to_body())));
         });
-        let rx = rx.ok_or_else(|| DaemonError::Invalid("the job vanished".into()))?;
-        follow(rx, progress).await.map_err(DaemonError::Remote)
+        follow(follower, progress)
+            .await
+            .map_err(DaemonError::Remote)
     }
 
     /// `hragctl migrate status [DB]`: follows a running job to its end, or reports the last.
@@ -165,7 +206,7 @@ impl Daemon {
         };
         let mut out = Vec::new();
         for (db, rx) in jobs {
-            match follow(rx, progress).await {
+            match follow(rx.follower(), progress).await {
                 Ok(r) => out.push(r),
                 Err(e) => out.push(MigrationReport {
                     db,

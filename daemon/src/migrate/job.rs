@@ -480,6 +480,7 @@ impl Job {
             .await
             .map_err(MigrateError::target)?;
         drop(conn);
+        self.mirror(plan, job, "copying", &progress);
         let shared = Arc::new(Mutex::new(progress));
         // Chunk vector rows take `tokens` from their text_chunks rows, which another lane
         // writes: that lane says when they are all in.

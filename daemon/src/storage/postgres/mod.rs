@@ -419,6 +419,14 @@ pub(crate) fn db_err(context: &str, e: sqlx::Error) -> StorageError {
         | sqlx::Error::WorkerCrashed => {
             StorageError::Unreachable(format!("postgres unreachable ({context}): {e}"))
         }
+        // Class 08 (connection exception) and 57P (the server shutting down or starting up):
+        // the server is going away or not there yet, not refusing what was asked.
+        sqlx::Error::Database(d)
+            if d.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+        {
+            StorageError::Unreachable(format!("postgres unreachable ({context}): {d}"))
+        }
         other => StorageError::Backend(format!("postgres {context}: {other}")),
     }
 }
