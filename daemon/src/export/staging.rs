@@ -48,9 +48,10 @@ impl Staging {
             Err(e) => return Err(ExportError::write(target, e)),
         }
         std::fs::create_dir_all(parent).map_err(|e| ExportError::write(parent, e))?;
+        let prefix = format!(".{}.hrag-export.", name.to_string_lossy());
+        remove_abandoned(parent, &prefix);
         let tmp = parent.join(format!(
-            ".{}.hrag-export.{}.{}",
-            name.to_string_lossy(),
+            "{prefix}{}.{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
@@ -88,10 +89,102 @@ impl Staging {
     }
 }
 
+/// Removes the staging directories `<prefix><pid>.<n>` left by an hragd that died during an
+/// export to the same target (a live process's are left alone).
+fn remove_abandoned(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.committed {
             let _ = std::fs::remove_dir_all(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_committed_directory_replaces_an_empty_target_and_nothing_else_is_left() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("out");
+        std::fs::create_dir(&target).unwrap();
+        let s = Staging::prepare(&target).unwrap();
+        std::fs::write(s.file("a.json"), "{}").unwrap();
+        s.commit().unwrap();
+        assert_eq!(names(&target), vec!["a.json"]);
+        assert_eq!(names(t.path()), vec!["out"]);
+    }
+
+    #[test]
+    fn an_abandoned_export_leaves_nothing() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("new/out");
+        {
+            let s = Staging::prepare(&target).unwrap();
+            std::fs::write(s.file("a.json"), "{}").unwrap();
+        }
+        assert!(names(&t.path().join("new")).is_empty());
+    }
+
+    #[test]
+    fn a_target_with_files_is_refused_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("keep"), "x").unwrap();
+        let e = Staging::prepare(t.path()).err().unwrap();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        let e = Staging::prepare(&t.path().join("keep")).err().unwrap();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        let e = Staging::prepare(Path::new("rel/out")).err().unwrap();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        assert_eq!(names(t.path()), vec!["keep"]);
+    }
+
+    #[test]
+    fn staging_left_by_a_dead_hragd_is_removed_and_a_live_ones_kept() {
+        let t = tempfile::tempdir().unwrap();
+        // Pids above the kernel's maximum (2^22) are never alive.
+        let dead = t.path().join(".out.hrag-export.99999999.0");
+        let live = t
+            .path()
+            .join(format!(".out.hrag-export.{}.77", std::process::id()));
+        let other = t.path().join(".other.hrag-export.99999999.0");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let s = Staging::prepare(&t.path().join("out")).unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other.exists());
+        drop(s);
     }
 }
