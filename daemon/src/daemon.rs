@@ -434,10 +434,12 @@ impl Daemon {
         &self,
         db: &str,
         dir: &str,
-        progress: crate::export::Progress,
+        progress: Option<tokio::sync::mpsc::UnboundedSender<hrag_proto::ProgressEvent>>,
     ) -> Result<hrag_proto::ExportReport, DaemonError> {
         let name = db.trim().to_lowercase();
+        let progress = crate::export::Progress::new(&name, progress);
         let dir = absolute("DIR", dir)?;
+        crate::export::check_target(&dir)?;
         let (ctx, was_paused) = self
             .with_db(db, async |h: &SupervisorHandle| {
                 let snap = h.snapshot();

@@ -47,13 +47,10 @@ pub async fn handle(
             .await
             .map(Response::MigrationStatus),
         Request::Verify { db } => daemon.verify(&db, progress).await.map(Response::Verified),
-        Request::Export { db, dir } => {
-            let progress = crate::export::Progress::new(&db, Some(progress.clone()));
-            daemon
-                .export(&db, &dir, progress)
-                .await
-                .map(Response::Exported)
-        }
+        Request::Export { db, dir } => daemon
+            .export(&db, &dir, Some(progress.clone()))
+            .await
+            .map(Response::Exported),
     };
     result.unwrap_or_else(|e| Response::Error(e.to_body()))
 }

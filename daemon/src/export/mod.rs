@@ -28,6 +28,12 @@ use crate::storage::{Backend, DOC_STATUS_FILE, GRAPH_FILE, KvNamespace, VectorNa
 /// Records per page read from the database.
 const PAGE: usize = 500;
 
+/// Refuses a target that [`run`] would refuse, before anything is paused: `dir` must be
+/// absolute and absent or an empty directory.
+pub fn check_target(dir: &Path) -> Result<(), ExportError> {
+    staging::check(dir).map(|_| ())
+}
+
 /// Writes every store of `backend` into the new directory `dir` (absent or empty), atomically.
 /// Returns one report per store, in the order written.
 pub async fn run(

@@ -19,34 +19,10 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Checks that `target` is absolute and absent or an empty directory, and creates the
-    /// staging directory beside it (creating missing parents).
+    /// Checks the target (see [`check`]) and creates the staging directory beside it
+    /// (creating missing parents).
     pub fn prepare(target: &Path) -> Result<Staging, ExportError> {
-        let refuse = |reason: &str| ExportError::Target {
-            dir: target.to_path_buf(),
-            reason: reason.to_owned(),
-        };
-        if !target.is_absolute() {
-            return Err(refuse("the export directory must be an absolute path"));
-        }
-        let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-            return Err(refuse("cannot export into the root directory"));
-        };
-        match std::fs::symlink_metadata(target) {
-            Ok(m) if !m.is_dir() => return Err(refuse("exists and is not a directory")),
-            Ok(_) => {
-                let mut entries =
-                    std::fs::read_dir(target).map_err(|e| ExportError::write(target, e))?;
-                if entries.next().is_some() {
-                    return Err(refuse(
-                        "exists and is not empty; export writes a new LightRAG directory, \
-                         give a new or empty one",
-                    ));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ExportError::write(target, e)),
-        }
+        let (parent, name) = check(target)?;
         std::fs::create_dir_all(parent).map_err(|e| ExportError::write(parent, e))?;
         let prefix = format!(".{}.hrag-export.", name.to_string_lossy());
         remove_abandoned(parent, &prefix);
@@ -86,6 +62,36 @@ impl Staging {
             fsutil::sync_dir(parent).map_err(|e| ExportError::write(parent, e))?;
         }
         Ok(())
+    }
+}
+
+/// Checks that `target` is absolute and absent or an empty directory; its parent and name.
+pub fn check(target: &Path) -> Result<(&Path, &std::ffi::OsStr), ExportError> {
+    let refuse = |reason: &str| ExportError::Target {
+        dir: target.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    if !target.is_absolute() {
+        return Err(refuse("the export directory must be an absolute path"));
+    }
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(refuse("cannot export into the root directory"));
+    };
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if !m.is_dir() => Err(refuse("exists and is not a directory")),
+        Ok(_) => {
+            let mut entries =
+                std::fs::read_dir(target).map_err(|e| ExportError::write(target, e))?;
+            if entries.next().is_some() {
+                return Err(refuse(
+                    "exists and is not empty; export writes a new LightRAG directory, \
+                     give a new or empty one",
+                ));
+            }
+            Ok((parent, name))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((parent, name)),
+        Err(e) => Err(ExportError::write(target, e)),
     }
 }
 
