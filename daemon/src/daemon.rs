@@ -25,6 +25,7 @@ use crate::supervisor::{
     CountsCache, DbSnapshot, EntryConfig, PausedStore, StateFiles, SupervisorHandle,
 };
 
+mod export;
 mod migration;
 
 /// Everything `hragd` is started with.
@@ -425,62 +426,6 @@ impl Daemon {
             files,
             skipped,
         })
-    }
-
-    /// `hragctl export`: writes the database into `dir` as a LightRAG JSON directory. Its
-    /// ingestion is paused meanwhile (so the files agree with one another) and resumed after,
-    /// unless it was paused already.
-    pub async fn export(
-        &self,
-        db: &str,
-        dir: &str,
-        progress: Option<tokio::sync::mpsc::UnboundedSender<hrag_proto::ProgressEvent>>,
-    ) -> Result<hrag_proto::ExportReport, DaemonError> {
-        let name = db.trim().to_lowercase();
-        let progress = crate::export::Progress::new(&name, progress);
-        let dir = absolute("DIR", dir)?;
-        crate::export::check_target(&dir)?;
-        let (ctx, was_paused) = self
-            .with_db(db, async |h: &SupervisorHandle| {
-                let snap = h.snapshot();
-                let ctx = h.query_context().ok_or_else(|| {
-                    DaemonError::NotReady(format!(
-                        "database '{name}' cannot be exported now: {}",
-                        snap.error.clone().unwrap_or_else(|| format!(
-                            "its store is not open ({})",
-                            snap.state.as_str()
-                        ))
-                    ))
-                })?;
-                if !snap.paused {
-                    h.pause().await?;
-                }
-                Ok((ctx, snap.paused))
-            })
-            .await?;
-        info!(event = "export_started", db = %name, dir = %dir.display(), "exporting to a LightRAG JSON directory");
-        let result = crate::export::run(&ctx.backend, &dir, &progress).await;
-        if !was_paused
-            && let Err(e) = self
-                .with_db(&name, async |h: &SupervisorHandle| Ok(h.resume().await?))
-                .await
-        {
-            warn!(event = "export_resume_failed", db = %name, error = %e, "could not resume ingestion after the export");
-        }
-        match result {
-            Ok(stores) => {
-                info!(event = "export_completed", db = %name, dir = %dir.display(), "export done");
-                Ok(hrag_proto::ExportReport {
-                    db: name,
-                    dir: dir.display().to_string(),
-                    stores,
-                })
-            }
-            Err(e) => {
-                warn!(event = "export_failed", db = %name, error = %e, "export failed; nothing was written");
-                Err(e.into())
-            }
-        }
     }
 
     fn ack(name: &str, s: &DbSnapshot) -> DbAck {
