@@ -125,10 +125,6 @@ pub fn human(resp: &Response) {
         }
         Response::Verified(v) => verified(v),
         Response::Error(e) => eprintln!("error: {}", e.message),
-        other => match json(other) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("error: cannot render the answer: {e}"),
-        },
     }
 }
 
