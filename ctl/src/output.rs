@@ -1,8 +1,8 @@
 //! Rendering responses: aligned tables for people, JSON for machines. Sizes in binary units.
 
 use hrag_proto::{
-    BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, Health,
-    IndexBuild, QueryResult, ReloadReport, Response, Retrieved,
+    BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, ExportReport,
+    Health, IndexBuild, QueryResult, ReloadReport, Response, Retrieved,
 };
 
 /// Prints rows with each column padded to its widest cell.
@@ -108,6 +108,7 @@ pub fn human(resp: &Response) {
         }
         Response::Metrics { text } => print!("{text}"),
         Response::Reloaded(r) => reloaded(r),
+        Response::Exported(x) => exported(x),
         Response::Query(q) => query(q),
         Response::Enqueued(e) => {
             println!("{}: {} file(s) queued for ingestion", e.db, e.files);
@@ -124,10 +125,6 @@ pub fn human(resp: &Response) {
         }
         Response::Verified(v) => verified(v),
         Response::Error(e) => eprintln!("error: {}", e.message),
-        other => match json(other) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("error: cannot render the answer: {e}"),
-        },
     }
 }
 
@@ -508,6 +505,22 @@ fn verified(v: &hrag_proto::VerifyReport) {
     for m in &v.mismatches {
         println!("  {m}");
     }
+}
+
+fn exported(x: &ExportReport) {
+    let rows: Vec<Vec<String>> = x
+        .stores
+        .iter()
+        .map(|s| vec![s.store.clone(), s.records.to_string(), bytes(s.bytes)])
+        .collect();
+    table(&["STORE", "RECORDS", "SIZE"], &rows);
+    let total: u64 = x.stores.iter().map(|s| s.bytes).sum();
+    println!(
+        "exported {} to {} ({}): a LightRAG JSON working directory",
+        x.db,
+        x.dir,
+        bytes(total)
+    );
 }
 
 #[cfg(test)]

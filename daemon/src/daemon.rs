@@ -25,6 +25,7 @@ use crate::supervisor::{
     CountsCache, DbSnapshot, EntryConfig, PausedStore, StateFiles, SupervisorHandle,
 };
 
+mod export;
 mod migration;
 
 /// Everything `hragd` is started with.

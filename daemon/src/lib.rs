@@ -5,6 +5,7 @@
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod export;
 pub mod fsutil;
 pub mod health;
 pub mod ingest;

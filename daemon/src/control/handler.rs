@@ -1,9 +1,8 @@
-//! Turns one [`Request`] into one [`Response`]. Requests whose subsystem has not been built yet
-//! answer a typed `not_supported` error.
+//! Turns one [`Request`] into one [`Response`].
 
 use std::sync::Arc;
 
-use hrag_proto::{ErrorBody, ErrorKind, ProgressEvent, Request, Response};
+use hrag_proto::{ProgressEvent, Request, Response};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::daemon::Daemon;
@@ -14,7 +13,6 @@ pub async fn handle(
     request: Request,
     progress: &UnboundedSender<ProgressEvent>,
 ) -> Response {
-    let name = request.name();
     let result: Result<Response, DaemonError> = match request {
         Request::Status => Ok(Response::Status(daemon.status().await)),
         Request::Health => Ok(Response::Health(daemon.health().await)),
@@ -49,15 +47,10 @@ pub async fn handle(
             .await
             .map(Response::MigrationStatus),
         Request::Verify { db } => daemon.verify(&db, progress).await.map(Response::Verified),
-        Request::Export { .. } => {
-            return Response::Error(ErrorBody::new(
-                ErrorKind::NotSupported,
-                format!(
-                    "`{name}` is not supported by this hragd ({}) yet",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ));
-        }
+        Request::Export { db, dir } => daemon
+            .export(&db, &dir, Some(progress.clone()))
+            .await
+            .map(Response::Exported),
     };
     result.unwrap_or_else(|e| Response::Error(e.to_body()))
 }

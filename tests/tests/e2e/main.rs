@@ -5,6 +5,7 @@ mod support;
 
 mod control;
 mod crash;
+mod export;
 mod ingest;
 mod json_roundtrip;
 mod json_storage;

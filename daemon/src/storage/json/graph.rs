@@ -576,7 +576,7 @@ impl Graph {
     }
 
     /// Encodes a record as an attribute list (keys created as needed).
-    fn encode_record(
+    pub(crate) fn encode_record(
         &mut self,
         scope: Scope,
         owner: &dyn Fn() -> String,
@@ -1132,7 +1132,7 @@ fn node_owner(name: &str) -> String {
     format!("graph node {name:?}")
 }
 
-fn check_name(name: &str) -> StorageResult<()> {
+pub(crate) fn check_name(name: &str) -> StorageResult<()> {
     match first_non_xml_char(name) {
         Some(c) => Err(StorageError::Invalid(format!(
             "{}: the name holds {c:?}, which XML cannot carry",

@@ -1252,7 +1252,7 @@ pub(crate) fn parse_py_float(text: &str) -> Result<f64, &'static str> {
 // Writer
 // ------------------------------------------------------------------------------------------------
 
-const HEADER: &str = "<?xml version='1.0' encoding='utf-8'?>\n<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";
+pub(crate) const HEADER: &str = "<?xml version='1.0' encoding='utf-8'?>\n<graphml xmlns=\"http://graphml.graphdrawing.org/xmlns\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xsi:schemaLocation=\"http://graphml.graphdrawing.org/xmlns http://graphml.graphdrawing.org/xmlns/1.0/graphml.xsd\">\n";
 
 /// Writes `g` as `nx.write_graphml_xml` writes the equivalent `nx.Graph`.
 pub(crate) fn write<W: Write>(g: &Graph, w: &mut W) -> io::Result<()> {
@@ -1347,7 +1347,7 @@ pub(crate) fn write<W: Write>(g: &Graph, w: &mut W) -> io::Result<()> {
 }
 
 /// Closes a `<node id="…` / `<edge … target="…` start tag and writes its `<data>` children.
-fn write_element_data<W: Write>(
+pub(crate) fn write_element_data<W: Write>(
     w: &mut W,
     keys: &[super::graph::KeyDef],
     bytes: &[u8],
@@ -1407,7 +1407,7 @@ fn write_text_escaped<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
 }
 
 /// ElementTree's `_escape_attrib` (Python ≥ 3.9: also `\r`, `\n`, `\t`).
-fn write_attr_escaped<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
+pub(crate) fn write_attr_escaped<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
     let b = s.as_bytes();
     let mut start = 0;
     for (i, &c) in b.iter().enumerate() {

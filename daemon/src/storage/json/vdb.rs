@@ -343,7 +343,7 @@ fn describe_b64(b: u8) -> String {
 static LAST_WRITE_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// LightRAG's `next_write_seq`: `max(time_ns, last + 1)`, strictly increasing per process.
-fn next_write_seq() -> u64 {
+pub(crate) fn next_write_seq() -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -397,7 +397,7 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
 }
 
 /// L2-normalised copy of `v` (the matrix row nano-vectordb keeps for cosine).
-fn normalised(v: &[f32]) -> Option<Vec<f32>> {
+pub(crate) fn normalised(v: &[f32]) -> Option<Vec<f32>> {
     let norm = v
         .iter()
         .map(|&x| f64::from(x) * f64::from(x))
@@ -509,31 +509,34 @@ impl JsonVectorStore {
     fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// The stored row of an upserted item: `__id__`, `__created_at__`, `__write_seq__`, the
-    /// namespace's meta fields in the payload's order, then `vector`.
-    fn build_row(&self, item: &VectorItem, now: i64, seq: u64) -> StorageResult<Box<RawValue>> {
-        let fields = self.ns.meta_fields();
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"__id__\":");
-        jsonio::push_py_str(&mut out, &item.id);
-        out.extend_from_slice(
-            format!(",\"__created_at__\":{now},\"__write_seq__\":{seq}").as_bytes(),
-        );
-        for (k, v) in &item.meta {
-            if fields.contains(&k.as_str()) {
-                out.push(b',');
-                jsonio::push_py_str(&mut out, k);
-                out.push(b':');
-                jsonio::push_py_value(&mut out, v);
-            }
+/// The stored row of an item of namespace `ns`: `__id__`, `__created_at__`, `__write_seq__`,
+/// the namespace's meta fields in the payload's order, then `vector` (also used by export).
+pub(crate) fn encode_row(
+    ns: VectorNamespace,
+    item: &VectorItem,
+    now: i64,
+    seq: u64,
+) -> StorageResult<Box<RawValue>> {
+    let fields = ns.meta_fields();
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"__id__\":");
+    jsonio::push_py_str(&mut out, &item.id);
+    out.extend_from_slice(format!(",\"__created_at__\":{now},\"__write_seq__\":{seq}").as_bytes());
+    for (k, v) in &item.meta {
+        if fields.contains(&k.as_str()) {
+            out.push(b',');
+            jsonio::push_py_str(&mut out, k);
+            out.push(b':');
+            jsonio::push_py_value(&mut out, v);
         }
-        out.extend_from_slice(b",\"vector\":\"");
-        let enc = encode_f16_zlib(&item.vector);
-        out.extend_from_slice(enc.as_bytes());
-        out.extend_from_slice(b"\"}");
-        jsonio::raw_from_bytes(out)
     }
+    out.extend_from_slice(b",\"vector\":\"");
+    let enc = encode_f16_zlib(&item.vector);
+    out.extend_from_slice(enc.as_bytes());
+    out.extend_from_slice(b"\"}");
+    jsonio::raw_from_bytes(out)
 }
 
 /// Reads a nano-vectordb file.
@@ -706,7 +709,7 @@ fn write_store(path: &Path, g: &Inner) -> StorageResult<()> {
 
 /// base64 of the float32 LE bytes, encoded in chunks of a multiple of 3 bytes so that the
 /// concatenation equals the encoding of the whole.
-fn write_matrix_b64<W: Write>(w: &mut W, m: &[f32]) -> io::Result<()> {
+pub(crate) fn write_matrix_b64<W: Write>(w: &mut W, m: &[f32]) -> io::Result<()> {
     const FLOATS: usize = 3 * 16384;
     let mut bytes = Vec::with_capacity(FLOATS * 4);
     let mut enc = vec![0u8; FLOATS * 4 / 3 * 4 + 4];
@@ -767,7 +770,7 @@ impl VectorStore for JsonVectorStore {
                     item.id
                 )));
             };
-            prepared.push((item.id.as_str(), self.build_row(item, now, seq)?, norm));
+            prepared.push((item.id.as_str(), encode_row(self.ns, item, now, seq)?, norm));
         }
         let mut g = self.write();
         if g.dim != dim && !(g.dim == 0 && g.ids.is_empty()) {

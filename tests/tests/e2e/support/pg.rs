@@ -163,6 +163,24 @@ impl PgCluster {
         }
     }
 
+    /// Runs the SQL script `file` (psql meta-commands allowed, e.g. a `pg_dump` file) on
+    /// the `postgres` database, stopping at the first error.
+    pub fn psql_file(&self, file: &Path) {
+        let out = Command::new(self.bin_dir.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(self.url())
+            .arg("-f")
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql -f {} failed:\n{}",
+            file.display(),
+            output_text(&out)
+        );
+    }
+
     /// The last `n` lines of the server log (empty when there is none yet).
     pub fn log_tail(&self, n: usize) -> String {
         let text = fs::read_to_string(self.log_path()).unwrap_or_default();
