@@ -306,10 +306,7 @@ impl Daemon {
             source_path: entry.path.clone(),
             source_workspace: entry.workspace.clone(),
             target,
-            fallback_dim: entry
-                .model_config
-                .embedding_dim
-                .and_then(|d| usize::try_from(d).ok()),
+            fallback_dim: crate::supervisor::embedder_dim(&entry),
             batch_rows: spec.batch_size.map(|n| n as usize),
             resume: spec.resume,
             verify: spec.verify,

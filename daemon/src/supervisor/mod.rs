@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 pub use counts_cache::CountsCache;
 pub use ingest::QueryContext;
-pub use open::{pg_settings, pg_target_settings};
+pub use open::{embedder_dim, pg_settings, pg_target_settings};
 pub use paused::PausedStore;
 
 use crate::ingest::watcher::FileEvent;

@@ -41,6 +41,11 @@ pub fn pg_target_settings(entry: &DbEntry, model: Option<String>) -> StorageResu
     PgSettings::from_entry(entry, model, 1, &env)
 }
 
+/// The dimension the database's embedder produces (for an empty store that cannot tell).
+pub fn embedder_dim(entry: &DbEntry) -> Option<usize> {
+    embedding_identity(entry).ok().map(|(_, d)| d)
+}
+
 fn embedding_identity(entry: &DbEntry) -> StorageResult<(String, usize)> {
     let settings = ProviderSettings::from_entry(entry);
     let plan = config::resolve(&settings, &env).map_err(|e| {

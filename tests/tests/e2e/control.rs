@@ -190,22 +190,58 @@ fn json_flag_is_global_and_every_json_output_parses() {
 }
 
 #[test]
-fn unbuilt_requests_answer_a_typed_not_supported_error() {
+fn migration_requests_that_cannot_run_answer_typed_errors_and_leave_the_database_as_it_was() {
     let mut d = TestDaemon::new(ONE_DB);
     d.start();
-    for cmd in [
-        vec!["migrate", "notes", "--to", "postgres"],
-        vec!["migrate", "status"],
-        vec!["verify", "notes"],
+    // A port nothing listens on: the plan's target check fails (exit 3, target error).
+    let refused = "postgres://postgres@127.0.0.1:9/postgres";
+    for (cmd, code, kind) in [
+        (
+            vec!["migrate", "nobody", "--to", "postgres"],
+            1,
+            "not_found",
+        ),
+        (vec!["verify", "notes"], 6, "invalid_request"),
+        (
+            vec![
+                "migrate",
+                "notes",
+                "--to",
+                "postgres",
+                "--connection-string",
+                refused,
+            ],
+            3,
+            "target_error",
+        ),
     ] {
         let mut args = vec!["--json"];
         args.extend(&cmd);
         let out = d.ctl(&args);
-        assert_eq!(out.status.code(), Some(7), "{cmd:?}: {}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["error"]["kind"], "not_supported", "{cmd:?}");
+        assert_eq!(out.status.code(), Some(code), "{cmd:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        // Progress lines (one JSON object each) may come before the pretty-printed answer.
+        let at = if text.starts_with("{\n") {
+            0
+        } else {
+            text.find("\n{\n").map_or(0, |i| i + 1)
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&text[at..]).unwrap_or_else(|e| panic!("{cmd:?}: {e}: {text}"));
+        assert_eq!(v["error"]["kind"], kind, "{cmd:?}: {text}");
     }
+    assert!(!stderr(&d.ctl(&["migrate", "status"])).contains("panicked"));
+    let s = d.json(&["status"]);
+    assert_eq!(
+        s["databases"][0]["paused"], false,
+        "ingestion was given back: {s}"
+    );
     assert_eq!(d.state_of("notes"), "idle", "the daemon survives them all");
+    assert!(d.registry_text().contains("notes"));
+    assert!(
+        !d.registry_text().contains("postgres"),
+        "the entry stays on JSON"
+    );
 }
 
 #[test]
