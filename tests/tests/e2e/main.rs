@@ -11,6 +11,7 @@ mod json_storage;
 mod lifecycle;
 mod monitoring;
 mod pg_daemon;
+mod pg_dedup;
 mod pg_smoke;
 mod pg_storage;
 mod provisioning;
