@@ -78,6 +78,8 @@ impl ChunkerCache {
         let chunker = Arc::new(Chunker::new()?);
         slot.chunker = Some(chunker.clone());
         slot.builds += 1;
+        // Building takes a while (seconds in debug builds): the idle period starts after it.
+        slot.last_used = Some(Instant::now());
         tracing::debug!(
             event = "tokenizer_loaded",
             builds = slot.builds,
@@ -104,6 +106,15 @@ impl ChunkerCache {
         loop {
             let wait = {
                 let mut slot = self.slot();
+                // Still held by a document being chunked: dropping our reference now would
+                // only make the next document build a second copy alongside it.
+                if slot
+                    .chunker
+                    .as_ref()
+                    .is_some_and(|c| Arc::strong_count(c) > 1)
+                {
+                    slot.last_used = Some(Instant::now());
+                }
                 let since = slot.last_used.map_or(self.idle, |t| t.elapsed());
                 if since >= self.idle {
                     let released = slot.chunker.take();
@@ -118,7 +129,7 @@ impl ChunkerCache {
                     );
                     return;
                 }
-                self.idle - since
+                self.idle.saturating_sub(since)
             };
             std::thread::sleep(wait);
         }
@@ -149,6 +160,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b), "one instance while in use");
         assert_eq!(CACHE.builds(), 1);
         assert_eq!(a.count_tokens("hello world"), 2);
+        std::thread::sleep(Duration::from_millis(900));
+        assert!(CACHE.is_loaded(), "released while still in use");
         drop((a, b));
         let deadline = Instant::now() + Duration::from_secs(10);
         while CACHE.is_loaded() {
