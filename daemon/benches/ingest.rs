@@ -292,7 +292,7 @@ fn child(mode: &str, corpus: &Path, kb: &Path) -> anyhow::Result<()> {
             let backend = JsonStores::open(scratch.path(), None, None)?.into_backend()?;
             let providers = builtin_providers(&backend)?;
             let (secs, chunks, entities, relations) =
-                rt.block_on(compute(&docs, chunker, &providers))?;
+                rt.block_on(compute(&docs, &chunker, &providers))?;
             out.push(("secs".into(), secs));
             out.push(("chunks".into(), chunks as f64));
             out.push(("entities".into(), entities as f64));
@@ -300,7 +300,7 @@ fn child(mode: &str, corpus: &Path, kb: &Path) -> anyhow::Result<()> {
         }
         "hrag" => {
             let _ = std::fs::remove_dir_all(kb);
-            out = rt.block_on(pipeline(&docs, chunker, kb))?;
+            out = rt.block_on(pipeline(&docs, kb))?;
         }
         other => anyhow::bail!("unknown mode {other}"),
     }
@@ -380,14 +380,10 @@ async fn compute(
 /// `Pipeline::upsert_file` for every document on a fresh JSON store in `kb`, flushing as the
 /// supervisor does ([`FLUSH_BATCH`], [`FLUSH_SPACING`]) and at the end; stops early when the
 /// budget is spent.
-async fn pipeline(
-    docs: &[(String, String)],
-    chunker: &'static Chunker,
-    kb: &Path,
-) -> anyhow::Result<Vec<(String, f64)>> {
+async fn pipeline(docs: &[(String, String)], kb: &Path) -> anyhow::Result<Vec<(String, f64)>> {
     let backend = Arc::new(JsonStores::open(kb, None, None)?.into_backend()?);
     let providers = builtin_providers(&backend)?;
-    let pipeline = Pipeline::new(backend.clone(), providers, chunker).await?;
+    let pipeline = Pipeline::new(backend.clone(), providers).await?;
     let budget = match env_num("HRAG_BENCH_STAGE_SECS", 0) {
         0 => None,
         s => Some(Duration::from_secs(s)),

@@ -1,22 +1,35 @@
-//! Benchmark: hragd's memory on a Postgres workspace holding ≥ 1M rows (PRODUCT §11: peak RSS
-//! independent of data size, ≤ 64 MB idle and ≤ 160 MB while ingesting).
+//! Benchmark: hragd's memory and query latency on a Postgres workspace holding ≥ 1M rows
+//! (PRODUCT §11: peak RSS independent of data size, ≤ 64 MB idle and ≤ 160 MB while ingesting;
+//! issue #5: query latency p50/p99 per mode).
 //!
 //!     cargo build --release && cargo bench -p hrag-daemon --bench pg_rss
+//!     HRAG_BENCH_PG_ROWS=100000 cargo bench -p hrag-daemon --bench pg_rss        # quick run
 //!     HRAG_BENCH_PG_ROWS=2000000 HRAG_BENCH_PG_FILES=2000 cargo bench -p hrag-daemon --bench pg_rss
+//!
+//! Knobs: `HRAG_BENCH_PG_ROWS` (default 1,000,000), `HRAG_BENCH_PG_FILES` notes to ingest
+//! (default 1000), `HRAG_BENCH_PG_QUERIES` timed queries per mode (default 200).
 //!
 //! Starts a private PostgreSQL cluster (initdb as `postgres` when run as root, pgvector from the
 //! machine's installation), then:
-//!   1. baseline: the real `hragd` (built by cargo next to this bench) on an EMPTY workspace,
-//!      idle — its VmRSS is what the other figures are divided by;
+//!   1. baseline: the real `hragd` (built by cargo next to this bench) on an EMPTY workspace:
+//!      its idle VmRSS, and the latency of the same queries as in step 4 — what the 1M rows
+//!      cost is the ratio of the later figures to these;
 //!   2. the same workspace filled in the server (generate_series, no client memory) with
-//!      `HRAG_BENCH_PG_ROWS` rows (default 1,000,000) in LightRAG's proportions: per document a
-//!      doc-status and a full-doc row, 5 chunks (KV + vector), 10 entities (graph node +
-//!      vector), 15 relations (graph edge + vector); the HNSW indexes are rebuilt after the load;
+//!      `HRAG_BENCH_PG_ROWS` rows in LightRAG's proportions: per document a doc-status and a
+//!      full-doc row, 5 chunks (KV + vector), 10 entities (graph node + vector), 15 relations
+//!      (graph edge + vector); the HNSW indexes are rebuilt after the load;
 //!   3. a fresh `hragd` on the filled workspace, idle (target ≤ 64 MiB);
-//!   4. `HRAG_BENCH_PG_FILES` notes (default 1000) dropped into its watched folder: VmRSS sampled
-//!      every 50 ms until all are processed, the peak against the target (≤ 160 MiB).
+//!   4. queries in every mode (naive, local, global, hybrid, mix) over the control socket, one
+//!      connection each as `hragctl query` makes (3 warm-up queries per mode not counted):
+//!      p50/p99 per mode, and the peak VmRSS while querying;
+//!   5. `HRAG_BENCH_PG_FILES` notes dropped into its watched folder: VmRSS sampled every 50 ms
+//!      until all are processed, the peak against the target (≤ 160 MiB);
+//!   6. idle again once the tokenizer has been released (its idle period, 30 s by default)
+//!      and the allocator has returned its pages (10 s decay):
+//!      VmRSS after an ingest (target ≤ 64 MiB).
 //!
-//! Every figure is also printed as a ratio to the baseline of step 1.
+//! Memory figures are also printed as ratios to the baseline of step 1, latencies as ratios
+//! to the empty workspace's.
 
 #[allow(dead_code)] // each bench uses a subset of the shared helpers
 mod common;
@@ -27,9 +40,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hrag_daemon::ingest::chunker_cache::IDLE_RELEASE;
 use hrag_daemon::providers::HASH_EMBEDDER_MODEL;
 use hrag_daemon::storage::VectorNamespace;
 use hrag_daemon::storage::postgres::{PgSettings, PgStores, schema};
+use hrag_proto::QueryMode;
 
 const MIB: f64 = 1048576.0;
 const DIM: usize = 16;
@@ -39,10 +54,27 @@ const WS: &str = "big";
 const ROWS_PER_DOC: u64 = 2 + 5 * 2 + 10 * 2 + 15 * 2;
 const IDLE_TARGET: f64 = 64.0;
 const INGEST_TARGET: f64 = 160.0;
+const MODES: [QueryMode; 5] = [
+    QueryMode::Naive,
+    QueryMode::Local,
+    QueryMode::Global,
+    QueryMode::Hybrid,
+    QueryMode::Mix,
+];
+const WARM_UP: usize = 3;
+/// Questions cycled through; they name the people and places of the ingested notes and of
+/// nothing generated, so both workspaces answer them from the same kind of search.
+const QUESTIONS: [&str; 4] = [
+    "Who did Ada Varga meet at Nordwind Labs?",
+    "Which archive did Chen Ming review in Velmora?",
+    "What connects Dalia Osei and Farah Quist?",
+    "ledger harbor signal orchard",
+];
 
 fn main() -> anyhow::Result<()> {
     let rows = env_num("HRAG_BENCH_PG_ROWS", 1_000_000);
     let files = env_num("HRAG_BENCH_PG_FILES", 1000) as usize;
+    let queries = env_num("HRAG_BENCH_PG_QUERIES", 200).max(1) as usize;
     let docs = rows.div_ceil(ROWS_PER_DOC);
     let hragd = PathBuf::from(env!("CARGO_BIN_EXE_hragd"));
     let hragctl = hragd.with_file_name("hragctl");
@@ -82,10 +114,11 @@ fn main() -> anyhow::Result<()> {
         ),
     )?;
 
-    println!("1. baseline: hragd idle on an empty Postgres workspace");
+    println!("1. baseline: hragd on an empty Postgres workspace");
     let d = Daemon::start(&hragd, &hragctl, root.path())?;
     let baseline = d.idle_rss()?;
-    println!("   VmRSS {:.1} MiB", baseline as f64 / MIB);
+    println!("   idle VmRSS {:.1} MiB", baseline as f64 / MIB);
+    let empty_latency = rt.block_on(latencies(&d, queries, None))?;
     d.stop()?;
 
     println!(
@@ -113,7 +146,19 @@ fn main() -> anyhow::Result<()> {
         verdict(idle, IDLE_TARGET)
     );
 
-    println!("4. {files} notes dropped into the watched folder");
+    println!("4. query latency on the filled workspace ({total} rows)");
+    let sampler = Sampler::start(d.pid(), Duration::from_millis(20));
+    let _ = rt.block_on(latencies(&d, queries, Some(&empty_latency)))?;
+    let query_peak = sampler.stop();
+    println!(
+        "   peak VmRSS while querying {:.1} MiB = {:.2}× baseline (target ≤ {INGEST_TARGET} \
+         MiB: {})",
+        query_peak as f64 / MIB,
+        query_peak as f64 / baseline as f64,
+        verdict(query_peak, INGEST_TARGET)
+    );
+
+    println!("5. {files} notes dropped into the watched folder");
     let sampler = Sampler::start(d.pid(), Duration::from_millis(50));
     let started = Instant::now();
     write_notes(&root.path().join("src"), files)?;
@@ -140,11 +185,83 @@ fn main() -> anyhow::Result<()> {
         peak as f64 / idle as f64,
         verdict(peak, INGEST_TARGET)
     );
+
+    // The release, then jemalloc's 10 s decay before the pages go back to the OS.
+    let wait = IDLE_RELEASE + Duration::from_secs(20);
+    println!(
+        "6. idle after the ingest, {} s later (the tokenizer is released after {} s unused)",
+        wait.as_secs(),
+        IDLE_RELEASE.as_secs()
+    );
+    std::thread::sleep(wait);
+    let after = proc_status(d.pid(), "VmRSS:");
+    println!(
+        "   VmRSS {:.1} MiB = {:.2}× baseline (target ≤ {IDLE_TARGET} MiB: {})",
+        after as f64 / MIB,
+        after as f64 / baseline as f64,
+        verdict(after, IDLE_TARGET)
+    );
     d.stop()?;
     drop(stores);
     rt.shutdown_timeout(Duration::from_secs(5));
     pg.stop();
     Ok(())
+}
+
+/// Per mode (in [`MODES`] order): the sorted latencies of `n` queries after a warm-up. Prints
+/// p50/p99 and the hits of the last answer, with ratios to `base` when given.
+async fn latencies(
+    d: &Daemon,
+    n: usize,
+    base: Option<&[Vec<Duration>]>,
+) -> anyhow::Result<Vec<Vec<Duration>>> {
+    let mut all = Vec::new();
+    for (m, mode) in MODES.into_iter().enumerate() {
+        for i in 0..WARM_UP {
+            d.query(mode, QUESTIONS[i % QUESTIONS.len()]).await?;
+        }
+        let mut times = Vec::with_capacity(n);
+        let mut hits = 0;
+        for i in 0..n {
+            let t = Instant::now();
+            hits = d.query(mode, QUESTIONS[i % QUESTIONS.len()]).await?;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        let (p50, p99) = (pct(&times, 50), pct(&times, 99));
+        let ratio = |p: u32, v: Duration| {
+            base.map(|b| {
+                format!(
+                    " ({:.2}× empty)",
+                    v.as_secs_f64() / pct(&b[m], p).as_secs_f64().max(1e-9)
+                )
+            })
+            .unwrap_or_default()
+        };
+        println!(
+            "   {:<6} p50 {:>7.2} ms{}  p99 {:>7.2} ms{}  ({n} queries, {hits} hits)",
+            mode.as_str(),
+            ms(p50),
+            ratio(50, p50),
+            ms(p99),
+            ratio(99, p99)
+        );
+        all.push(times);
+    }
+    Ok(all)
+}
+
+/// The `p`th percentile of sorted samples (nearest rank).
+fn pct(sorted: &[Duration], p: u32) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (sorted.len() * p as usize).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn verdict(bytes: u64, target_mib: f64) -> &'static str {
@@ -486,6 +603,47 @@ impl Daemon {
         let v = self.ctl_json(&["backend", "status", WS])?;
         let r = if v.is_array() { v[0].clone() } else { v };
         Ok(r["metrics"]["doc_count"].as_u64().unwrap_or(0))
+    }
+
+    /// One query over the control socket, as `hragctl query` sends it; the number of hits.
+    async fn query(&self, mode: QueryMode, text: &str) -> anyhow::Result<usize> {
+        use hrag_proto::{
+            Channel, Hello, HelloReply, PROTOCOL_VERSION, QuerySpec, Request, Response,
+            ServerMessage,
+        };
+        let mut chan = Channel::new(tokio::net::UnixStream::connect(&self.socket).await?);
+        chan.send(&Hello {
+            protocol_min: PROTOCOL_VERSION,
+            protocol_max: PROTOCOL_VERSION,
+            client: "pg_rss bench".into(),
+        })
+        .await?;
+        anyhow::ensure!(
+            matches!(
+                chan.recv::<HelloReply>().await?,
+                HelloReply::Accepted { .. }
+            ),
+            "hragd refused the bench's connection"
+        );
+        chan.send(&Request::Query(QuerySpec {
+            db: WS.into(),
+            text: text.into(),
+            mode,
+            top_k: None,
+            answer: false,
+        }))
+        .await?;
+        loop {
+            match chan.recv::<ServerMessage>().await? {
+                ServerMessage::Progress(_) => {}
+                ServerMessage::Response(Response::Query(r)) => {
+                    return Ok(r.chunks.len() + r.entities.len() + r.relations.len());
+                }
+                ServerMessage::Response(other) => {
+                    anyhow::bail!("{} query answered {other:?}", mode.as_str())
+                }
+            }
+        }
     }
 
     /// VmRSS once the daemon has settled (a few seconds without work).

@@ -246,7 +246,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::ingest::chunking::Chunker;
     use crate::ingest::pipeline::Pipeline;
     use crate::providers::testserver::{Reply, TestServer};
     use crate::providers::{self, ProviderSettings};
@@ -270,7 +269,7 @@ mod tests {
         let builtin =
             providers::from_settings(&ProviderSettings::default(), cache.clone(), &|_| None)
                 .unwrap();
-        let pipeline = Pipeline::new(backend.clone(), builtin.clone(), Chunker::shared().unwrap())
+        let pipeline = Pipeline::new(backend.clone(), builtin.clone())
             .await
             .unwrap();
         pipeline.upsert_file("ships.md", SHIPPING).await.unwrap();

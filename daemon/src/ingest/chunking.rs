@@ -15,10 +15,11 @@
 //! failed such documents.)
 
 use std::panic::AssertUnwindSafe;
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use tiktoken_rs::CoreBPE;
 
+use super::chunker_cache::ChunkerCache;
 use super::text::{DEFAULT_CHUNK_OVERLAP_TOKEN_SIZE, DEFAULT_CHUNK_TOKEN_SIZE, py_strip};
 
 /// Why chunking could not run.
@@ -96,13 +97,10 @@ impl Chunker {
             .map_err(|e| ChunkError::Tokenizer(e.to_string()))
     }
 
-    /// The process-wide chunker, built on first use.
-    pub fn shared() -> Result<&'static Chunker, ChunkError> {
-        static SHARED: OnceLock<Result<Chunker, ChunkError>> = OnceLock::new();
-        SHARED
-            .get_or_init(Chunker::new)
-            .as_ref()
-            .map_err(Clone::clone)
+    /// The process-wide chunker, built on first use and released after a quiet period (see
+    /// [`ChunkerCache`]): hold the `Arc` only while chunking.
+    pub fn shared() -> Result<Arc<Chunker>, ChunkError> {
+        ChunkerCache::global().get()
     }
 
     /// `tokenizer.encode(text)` (1.5.7 `Tokenizer.encode`): the o200k_base token ids of `text`,
@@ -310,7 +308,7 @@ mod tests {
         sanitize_text_legacy,
     };
 
-    fn chunker() -> &'static Chunker {
+    fn chunker() -> Arc<Chunker> {
         Chunker::shared().unwrap()
     }
 

@@ -6,7 +6,9 @@
 //! `text` and `chunking` reproducing LightRAG's ids and chunk boundaries, and `merge` its merge
 //! rules), and the database's supervisor drives them one document at a time.
 
+pub mod chunker_cache;
 pub mod chunking;
+pub mod doc_index;
 pub mod merge;
 pub mod pipeline;
 pub mod queue;

@@ -7,11 +7,11 @@
 //! merged into the graph (extraction and embedding happen before any graph write).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
 use crate::ingest::chunking::Chunker;
+use crate::ingest::doc_index::DocIndex;
 use crate::ingest::merge::{self, EntityFact, MergeError, RelationFact};
 use crate::ingest::text;
 use crate::providers::{Extraction, Providers};
@@ -47,26 +47,12 @@ pub enum Outcome {
     Skipped(String),
 }
 
-/// Documents already in the store, for recognising adopted work without reprocessing.
-#[derive(Debug, Default)]
-struct Known {
-    /// content_hash → doc id, for processed documents.
-    by_hash: HashMap<String, String>,
-    /// file_path → doc id, for every document (to find what a path held before).
-    by_path: HashMap<String, String>,
-    /// The file paths of documents hrag ingested (LightRAG's own are never removed just because
-    /// their file is not in the source folder).
-    ours: std::collections::HashSet<String>,
-}
-
-/// `track_id` of the documents hrag ingests.
-pub const TRACK_ID: &str = "hrag_ingest";
+pub use super::doc_index::TRACK_ID;
 
 pub struct Pipeline {
     backend: std::sync::Arc<Backend>,
     providers: Providers,
-    chunker: &'static Chunker,
-    known: Mutex<Known>,
+    index: DocIndex,
 }
 
 fn obj(v: Value) -> Record {
@@ -94,39 +80,17 @@ fn str_of(r: &Record, k: &str) -> Option<String> {
 }
 
 impl Pipeline {
-    /// Builds the pipeline and indexes the documents already stored (one pass over doc status).
+    /// Builds the pipeline over an open store (see [`DocIndex`] for what it keeps in memory).
+    /// The tokenizer is not loaded until a document is chunked.
     pub async fn new(
         backend: std::sync::Arc<Backend>,
         providers: Providers,
-        chunker: &'static Chunker,
     ) -> Result<Pipeline, PipelineError> {
-        let mut known = Known::default();
-        let mut cursor = None;
-        loop {
-            let page = backend.doc_status.page(cursor, 1000).await?;
-            for (id, rec) in &page.items {
-                if let Some(fp) = str_of(rec, "file_path") {
-                    if str_of(rec, "track_id").as_deref() == Some(TRACK_ID) {
-                        known.ours.insert(fp.clone());
-                    }
-                    known.by_path.insert(fp, id.clone());
-                }
-                if str_of(rec, "status").as_deref() == Some("processed")
-                    && let Some(h) = str_of(rec, "content_hash")
-                {
-                    known.by_hash.insert(h, id.clone());
-                }
-            }
-            match page.next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let index = DocIndex::open(backend.doc_status.as_ref()).await?;
         Ok(Pipeline {
             backend,
             providers,
-            chunker,
-            known: Mutex::new(known),
+            index,
         })
     }
 
@@ -134,21 +98,25 @@ impl Pipeline {
         &self.backend
     }
 
-    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
-        match self.known.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+    /// Whether document lookups go to the store rather than an in-memory index.
+    pub fn index_in_store(&self) -> bool {
+        self.index.is_store()
     }
 
     /// The paths of the documents hrag ingested (for noticing files deleted while down).
-    pub fn known_paths(&self) -> Vec<String> {
-        self.known().ours.iter().cloned().collect()
+    pub async fn known_paths(&self) -> Result<Vec<String>, PipelineError> {
+        Ok(self
+            .index
+            .our_paths(self.backend.doc_status.as_ref())
+            .await?)
     }
 
     /// The document stored for `rel_path`, if any.
-    pub fn doc_of_path(&self, rel_path: &str) -> Option<String> {
-        self.known().by_path.get(rel_path).cloned()
+    pub async fn doc_of_path(&self, rel_path: &str) -> Result<Option<String>, PipelineError> {
+        Ok(self
+            .index
+            .doc_of_path(self.backend.doc_status.as_ref(), rel_path)
+            .await?)
     }
 
     /// Is this content already processed, under any id LightRAG or hrag would have given it?
@@ -177,7 +145,10 @@ impl Pipeline {
         {
             return Ok(Some(legacy));
         }
-        Ok(self.known().by_hash.get(hash).cloned())
+        Ok(self
+            .index
+            .processed_with_hash(self.backend.doc_status.as_ref(), hash)
+            .await?)
     }
 
     async fn stored_content_is(&self, doc_id: &str, text: &str) -> Result<bool, PipelineError> {
@@ -207,7 +178,7 @@ impl Pipeline {
             return Ok(Outcome::Unchanged { doc_id: done });
         }
         // A changed file replaces its previous version, whatever id that one had.
-        let previous = self.known().by_path.get(rel_path).cloned();
+        let previous = self.doc_of_path(rel_path).await?;
         for old in previous.into_iter().chain(Some(doc_id.clone())) {
             self.remove_document(&old).await?;
         }
@@ -257,11 +228,7 @@ impl Pipeline {
             .doc_status
             .upsert(vec![(doc_id.to_owned(), pending)])
             .await?;
-        {
-            let mut k = self.known();
-            k.by_path.insert(rel_path.to_owned(), doc_id.to_owned());
-            k.ours.insert(rel_path.to_owned());
-        }
+        self.index.note_path(rel_path, doc_id);
 
         self.backend
             .kv(KvNamespace::FullDocs)
@@ -272,9 +239,9 @@ impl Pipeline {
             )])
             .await?;
 
-        let chunks = self
-            .chunker
-            .stored_chunks(text, None)
+        // Held for this call only, so that an idle daemon can release the tokenizer.
+        let chunks = Chunker::shared()
+            .and_then(|c| c.stored_chunks(text, None))
             .map_err(|e| PipelineError::Invalid(format!("cannot chunk {rel_path}: {e}")))?;
         let chunk_ids: Vec<String> = chunks
             .iter()
@@ -400,9 +367,7 @@ impl Pipeline {
             .doc_status
             .upsert(vec![(doc_id.to_owned(), done)])
             .await?;
-        self.known()
-            .by_hash
-            .insert(hash.to_owned(), doc_id.to_owned());
+        self.index.note_processed(hash, doc_id);
         Ok(chunks.len())
     }
 
@@ -429,10 +394,8 @@ impl Pipeline {
     /// Removes the document stored for `rel_path`, if any.
     pub async fn remove_file(&self, rel_path: &str) -> Result<Outcome, PipelineError> {
         let id = self
-            .known()
-            .by_path
-            .get(rel_path)
-            .cloned()
+            .doc_of_path(rel_path)
+            .await?
             .unwrap_or_else(|| text::doc_id_for_path(rel_path));
         if self.remove_document(&id).await? {
             Ok(Outcome::Removed { doc_id: id })
@@ -620,18 +583,7 @@ impl Pipeline {
             b.kv(ns).delete(&ids).await?;
         }
         b.doc_status.delete(&ids).await?;
-        let mut known = self.known();
-        let paths: Vec<String> = known
-            .by_path
-            .iter()
-            .filter(|(_, v)| *v == doc_id)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for p in paths {
-            known.by_path.remove(&p);
-            known.ours.remove(&p);
-        }
-        known.by_hash.retain(|_, v| v != doc_id);
+        self.index.forget(doc_id);
         Ok(true)
     }
 }

@@ -161,4 +161,72 @@ pub trait DocStatusStore: Send + Sync {
         limit: usize,
     ) -> StorageResult<Page<(String, Record)>>;
     async fn flush(&self) -> StorageResult<bool>;
+
+    /// Whether the three lookups below are index lookups in the store. When not, they scan,
+    /// and the ingest pipeline keeps its own in-memory index of the documents instead (the
+    /// JSON store holds every record in memory anyway); when they are, nothing above the store
+    /// holds a per-document index, so memory does not grow with the workspace.
+    fn indexed_lookups(&self) -> bool {
+        false
+    }
+
+    /// The id of a `processed` document whose `content_hash` is `hash` (the largest id when
+    /// several are).
+    async fn processed_with_hash(&self, hash: &str) -> StorageResult<Option<String>> {
+        self.scan_last(&|id, rec| {
+            (rec.get("status").and_then(|v| v.as_str()) == Some("processed")
+                && rec.get("content_hash").and_then(|v| v.as_str()) == Some(hash))
+            .then(|| id.to_owned())
+        })
+        .await
+    }
+
+    /// The id of the document whose `file_path` is `path` (the largest id when several are).
+    async fn id_with_file_path(&self, path: &str) -> StorageResult<Option<String>> {
+        self.scan_last(&|id, rec| {
+            (rec.get("file_path").and_then(|v| v.as_str()) == Some(path)).then(|| id.to_owned())
+        })
+        .await
+    }
+
+    /// The `file_path` of every document whose `track_id` is `track_id`.
+    async fn file_paths_with_track_id(&self, track_id: &str) -> StorageResult<Vec<String>> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.page(cursor, 1000).await?;
+            out.extend(page.items.iter().filter_map(|(_, rec)| {
+                (rec.get("track_id").and_then(|v| v.as_str()) == Some(track_id))
+                    .then(|| rec.get("file_path").and_then(|v| v.as_str()))
+                    .flatten()
+                    .map(str::to_owned)
+            }));
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The last match of `f` over every record in id order (the default lookups' scan).
+    async fn scan_last(
+        &self,
+        f: &(dyn for<'r> Fn(&'r str, &'r Record) -> Option<String> + Sync),
+    ) -> StorageResult<Option<String>> {
+        let mut found = None;
+        let mut cursor = None;
+        loop {
+            let page = self.page(cursor, 1000).await?;
+            found = page
+                .items
+                .iter()
+                .filter_map(|(id, r)| f(id, r))
+                .last()
+                .or(found);
+            match page.next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(found),
+            }
+        }
+    }
 }

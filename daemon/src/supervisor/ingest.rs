@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::ingest::chunking::Chunker;
 use crate::ingest::pipeline::{Outcome, Pipeline, PipelineError};
 use crate::ingest::queue::{IngestQueue, Work};
 use crate::ingest::watcher::{self, FileEvent, SkipReason, WatchConfig, Watcher};
@@ -96,8 +95,7 @@ pub async fn start(
             providers.embedder.dim()
         ));
     }
-    let chunker = Chunker::shared().map_err(|e| format!("cannot load the tokenizer: {e}"))?;
-    let pipeline = Pipeline::new(backend.clone(), providers.clone(), chunker)
+    let pipeline = Pipeline::new(backend.clone(), providers.clone())
         .await
         .map_err(|e| format!("cannot index the stored documents: {e}"))?;
     let config = WatchConfig::from_entry(&entry);
@@ -109,6 +107,8 @@ pub async fn start(
             // just because the folder lacks it.
             let known = pipeline
                 .known_paths()
+                .await
+                .map_err(|e| format!("cannot list the stored documents: {e}"))?
                 .into_iter()
                 .filter(|p| !Path::new(p).is_absolute());
             let w = Watcher::start(c.clone(), tx, known)
@@ -272,8 +272,17 @@ impl Ingest {
                     Outcome::Removed { doc_id } => info!(event = "document_removed", db,
                         path = %rel, doc_id = %doc_id, "document removed"),
                     Outcome::Unchanged { doc_id } => {
+                        // A failed lookup counts as "another document's": requeueing the file
+                        // later is harmless, losing it is not.
                         if let Work::Upsert { abs } = &work
-                            && self.pipeline.doc_of_path(&rel).as_ref() != Some(doc_id)
+                            && self
+                                .pipeline
+                                .doc_of_path(&rel)
+                                .await
+                                .ok()
+                                .flatten()
+                                .as_ref()
+                                != Some(doc_id)
                         {
                             self.duplicates
                                 .entry(doc_id.clone())

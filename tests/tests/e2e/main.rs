@@ -13,6 +13,7 @@ mod lifecycle;
 mod migrate;
 mod monitoring;
 mod pg_daemon;
+mod pg_dedup;
 mod pg_index;
 mod pg_smoke;
 mod pg_storage;

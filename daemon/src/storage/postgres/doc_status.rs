@@ -285,6 +285,53 @@ impl DocStatusStore for PgDocStatusStore {
     async fn flush(&self) -> StorageResult<bool> {
         Ok(false)
     }
+
+    // LightRAG's DDL indexes (workspace, content_hash) — partially, hence the repeated
+    // predicate, which lets the planner use that index for a bound parameter — and
+    // (workspace, file_path), so each lookup is one index probe whatever the workspace's size.
+    fn indexed_lookups(&self) -> bool {
+        true
+    }
+
+    async fn processed_with_hash(&self, hash: &str) -> StorageResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT id FROM lightrag_doc_status WHERE workspace = $1 AND content_hash = $2 \
+             AND content_hash IS NOT NULL AND content_hash <> '' AND status = 'processed' \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&self.workspace)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("find doc status by content hash", e))
+    }
+
+    async fn id_with_file_path(&self, path: &str) -> StorageResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT id FROM lightrag_doc_status WHERE workspace = $1 AND file_path = $2 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&self.workspace)
+        .bind(path)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("find doc status by file path", e))
+    }
+
+    async fn file_paths_with_track_id(&self, track_id: &str) -> StorageResult<Vec<String>> {
+        use futures::TryStreamExt as _;
+        // Streamed: only the matching paths are kept, never the workspace's rows.
+        sqlx::query_scalar(
+            "SELECT file_path FROM lightrag_doc_status WHERE workspace = $1 AND track_id = $2 \
+             AND file_path IS NOT NULL",
+        )
+        .bind(&self.workspace)
+        .bind(track_id)
+        .fetch(&self.pool)
+        .try_collect()
+        .await
+        .map_err(|e| db_err("list doc status file paths", e))
+    }
 }
 
 #[cfg(test)]
