@@ -163,11 +163,11 @@ async def main():
         if "graph" in only:
             t = time.perf_counter()
             nodes = await jg.get_all_nodes()
+            edges = await jg.get_all_edges()  # read up front so progress can count nodes + edges
             for i in range(0, len(nodes), B):
                 await pg.upsert_nodes_batch([(nd.pop("id"), nd) for nd in nodes[i:i + B]])
                 CUR.update(store="graph", n=min(i + B, len(nodes)), total=len(nodes) + len(edges))
                 check_deadline()
-            edges = await jg.get_all_edges()
             for i in range(0, len(edges), B):
                 await pg.upsert_edges_batch([(e.pop("source"), e.pop("target"), e) for e in edges[i:i + B]])
                 CUR.update(store="graph", n=len(nodes) + min(i + B, len(edges)), total=len(nodes) + len(edges))
