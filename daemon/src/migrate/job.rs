@@ -302,6 +302,34 @@ impl Job {
                 .await
                 .map_err(|e| tgt("create the target tables", e))?;
         }
+        // A vector index already on a table (another workspace's, or LightRAG's) would be
+        // maintained row by row during the copy: it goes, and is rebuilt in the background
+        // once the database is switched (LightRAG also recreates a missing one at start).
+        for ns in VectorNamespace::ALL {
+            let table = &plan.ctx.specs[&Store::Vector(ns)].table;
+            let ann: Vec<String> = sqlx::query_scalar(
+                "SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+                 JOIN pg_am a ON a.oid = i.relam WHERE x.indrelid = to_regclass($1) \
+                 AND a.amname IN ('hnsw', 'ivfflat')",
+            )
+            .bind(table)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| tgt("look for vector indexes", e))?;
+            for index in ann {
+                warn!(event = "migration_vector_index_dropped", db = %self.spec.db, table = %table,
+                      index = %index, "{table} already has the vector index {index}: it is dropped \
+                      for the copy and rebuilt in the background after the switch; until then \
+                      vector queries on {table} scan sequentially");
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP INDEX IF EXISTS \"{}\"",
+                    index.replace('"', "\"\"")
+                )))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| tgt("drop a vector index for the copy", e))?;
+            }
+        }
         tx.commit().await.map_err(|e| tgt("commit", e))?;
         Ok(indexes)
     }
