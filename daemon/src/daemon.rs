@@ -26,6 +26,7 @@ use crate::supervisor::{
 };
 
 mod export;
+mod job_pause;
 mod migration;
 
 /// Everything `hragd` is started with.
@@ -95,6 +96,7 @@ impl Daemon {
             jobs: migration::Jobs::default(),
         };
         daemon.apply(reg).await;
+        daemon.recover_job_pauses().await;
         Ok(daemon)
     }
 

@@ -62,24 +62,10 @@ impl Daemon {
         ctx: Arc<QueryContext>,
         progress: Option<UnboundedSender<ProgressEvent>>,
     ) -> Result<ExportReport, DaemonError> {
-        let user_paused = self
-            .with_db(&name, async |h: &SupervisorHandle| {
-                let paused = h.snapshot().paused;
-                if !paused {
-                    h.pause().await?;
-                }
-                Ok(paused)
-            })
-            .await?;
+        let user_paused = self.pause_for_job(&name).await?;
         info!(event = "export_started", db = %name, dir = %dir.display(), "exporting to a LightRAG JSON directory");
         let result = export::run(&ctx.backend, &dir, &Progress::new(&name, progress)).await;
-        if !user_paused
-            && let Err(e) = self
-                .with_db(&name, async |h: &SupervisorHandle| Ok(h.resume().await?))
-                .await
-        {
-            warn!(event = "export_resume_failed", db = %name, error = %e, "cannot resume ingestion after the export");
-        }
+        self.release_after_job(&name, user_paused).await;
         match result {
             Ok(stores) => {
                 info!(event = "export_completed", db = %name, dir = %dir.display(), "export done");

@@ -6,7 +6,6 @@
 //! user had it (paused or not) — also after a kill -9, through the `<db>.paused-by-user` file.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use hrag_proto::{
@@ -136,12 +135,6 @@ async fn follow(
             }
         }
     }
-}
-
-fn paused_marker(state_dir: &std::path::Path, db: &str) -> PathBuf {
-    state_dir
-        .join("migrations")
-        .join(format!("{db}.paused-by-user"))
 }
 
 impl Daemon {
@@ -305,7 +298,7 @@ impl Daemon {
             db: name.to_owned(),
             source_path: entry.path.clone(),
             source_workspace: entry.workspace.clone(),
-            target,
+            target: target.clone(),
             fallback_dim: crate::supervisor::embedder_dim(&entry),
             batch_rows: spec.batch_size.map(|n| n as usize),
             resume: spec.resume,
@@ -318,15 +311,37 @@ impl Daemon {
         if spec.dry_run {
             return Ok(job.run().await?.report);
         }
-        let user_paused = self.pause_for_migration(name).await?;
+        let user_paused = self.pause_for_job(name).await?;
         let result = job.run().await;
-        let outcome = match result {
+        let mut outcome = match result {
             Ok(o) => o,
             Err(e) => {
-                self.unpause_after_migration(name, user_paused, false).await;
+                self.release_after_job(name, user_paused).await;
                 return Err(e.into());
             }
         };
+        if spec.verify {
+            let mut target = target;
+            target.embedding_dim = outcome.embedding_dim;
+            match self.compare_queries(name, target).await {
+                Ok(Ok(note)) => outcome.query_check = Some(note),
+                Ok(Err(differences)) => {
+                    self.release_after_job(name, user_paused).await;
+                    return Err(DaemonError::Remote(ErrorBody::new(
+                        hrag_proto::ErrorKind::VerificationFailed,
+                        format!(
+                            "verification failed: queries answer differently on JSON and \
+                             Postgres:\n  {}",
+                            differences.join("\n  ")
+                        ),
+                    )));
+                }
+                Err(e) => {
+                    self.release_after_job(name, user_paused).await;
+                    return Err(e);
+                }
+            }
+        }
         emit(ProgressEvent {
             db: name.to_owned(),
             phase: JobPhase::Switching,
@@ -344,56 +359,105 @@ impl Daemon {
             .change(move |reg| reg.modify(&n, |m| switch_entry(m, config, &table_model, dim)))
             .await;
         if let Err(e) = switched {
-            self.unpause_after_migration(name, user_paused, false).await;
+            self.release_after_job(name, user_paused).await;
             return Err(e);
         }
         info!(event = "migration_switched", db = %name, "database now on postgres; the JSON directory is left as the backup");
-        self.unpause_after_migration(name, user_paused, true).await;
+        self.release_after_job(name, user_paused).await;
         let mut report = outcome.report;
         report.phase = JobPhase::Done;
         report.duration_secs = started.elapsed().as_secs_f64();
         let total: u64 = report.stores.iter().map(|s| s.bytes).sum();
         report.bytes_per_sec = total as f64 / report.duration_secs.max(1e-6);
         report.peak_rss_bytes = crate::health::memory().peak_rss_bytes;
-        report.message = Some(
+        report.message = Some(format!(
             "switched to postgres; the JSON directory is untouched (the backup); vector \
-             indexes build in the background (see `hragctl status`)"
-                .into(),
-        );
+             indexes build in the background (see `hragctl status`){}",
+            outcome
+                .query_check
+                .map(|q| format!("; {q}"))
+                .unwrap_or_default()
+        ));
         Ok(report)
     }
 
-    /// Pauses ingestion for the job; returns whether the user had paused it already (kept
-    /// across a crash in a marker file, since the pause itself is persisted).
-    async fn pause_for_migration(&self, name: &str) -> Result<bool, DaemonError> {
-        let marker = paused_marker(&self.config.state_dir, name);
-        let snap = self.with_db(name, async |h| Ok(h.snapshot())).await?;
-        let user_paused = match std::fs::read_to_string(&marker) {
-            Ok(s) => s.trim() == "true",
-            Err(_) => {
-                if let Some(dir) = marker.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| DaemonError::io("cannot create the migrations dir", e))?;
-                }
-                crate::fsutil::write_atomic(&marker, snap.paused.to_string().as_bytes(), 0o600)
-                    .map_err(|e| DaemonError::io("cannot write the pause marker", e))?;
-                snap.paused
-            }
+    /// The query sample of the verification: a stored vector of each vector store asked on
+    /// the JSON store the daemon has open and on the target (exact: no vector index yet) must
+    /// bring the same top records. `Ok(Err(..))` names the differences.
+    async fn compare_queries(
+        &self,
+        name: &str,
+        target: crate::storage::postgres::PgSettings,
+    ) -> Result<Result<String, Vec<String>>, DaemonError> {
+        use crate::storage::VectorNamespace;
+        const TOP: usize = 5;
+        let Some(ctx) = self.with_db(name, async |h| Ok(h.query_context())).await? else {
+            return Ok(Ok(
+                "query sample skipped: the JSON store is not open".to_owned()
+            ));
         };
-        self.with_db(name, async |h| h.pause().await.map_err(DaemonError::from))
-            .await?;
-        Ok(user_paused)
-    }
-
-    async fn unpause_after_migration(&self, name: &str, user_paused: bool, switched: bool) {
-        if !user_paused
-            && let Err(e) = self
-                .with_db(name, async |h| h.resume().await.map_err(DaemonError::from))
+        let mut settings = target;
+        settings.max_connections = 3;
+        let pg = crate::storage::postgres::PgStores::connect(settings)
+            .await
+            .map_err(|e| DaemonError::Target(e.to_string()))?;
+        let mut asks = Vec::new();
+        for ns in VectorNamespace::ALL {
+            let json = ctx.backend.vectors(ns).clone();
+            let sample = json
+                .page(None, 1)
                 .await
-        {
-            warn!(db = %name, error = %e, switched, "cannot resume ingestion after the migration");
+                .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+            let remote = Arc::new(
+                pg.vectors(ns)
+                    .map_err(|e| DaemonError::Target(e.to_string()))?,
+            );
+            for item in sample.items {
+                let json = json.clone();
+                let remote = remote.clone();
+                asks.push(async move {
+                    let a = json
+                        .query(&item.vector, TOP, -1.0)
+                        .await
+                        .map_err(|e| DaemonError::Invalid(e.to_string()))?;
+                    let b = crate::storage::VectorStore::query(&*remote, &item.vector, TOP, -1.0)
+                        .await
+                        .map_err(|e| DaemonError::Target(e.to_string()))?;
+                    Ok::<_, DaemonError>((ns, item.id, a, b))
+                });
+            }
         }
-        let _ = std::fs::remove_file(paused_marker(&self.config.state_dir, name));
+        let answers = futures::future::try_join_all(asks).await?;
+        let mut differences = Vec::new();
+        for (ns, probe, a, b) in &answers {
+            let same = a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    // Equal scores may come in either order (f32 on one side, f64 on the other).
+                    x.id == y.id || (x.score - y.score).abs() < 1e-4
+                });
+            if !same {
+                let ids = |m: &[crate::storage::VectorMatch]| {
+                    m.iter()
+                        .map(|x| x.id.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                differences.push(format!(
+                    "vdb_{} query by {probe:?}: JSON [{}] vs Postgres [{}]",
+                    ns.as_str(),
+                    ids(a),
+                    ids(b)
+                ));
+            }
+        }
+        if differences.is_empty() {
+            Ok(Ok(format!(
+                "{} sample queries gave the same top {TOP} on both backends",
+                answers.len()
+            )))
+        } else {
+            Ok(Err(differences))
+        }
     }
 }
 

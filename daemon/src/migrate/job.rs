@@ -63,6 +63,8 @@ pub type Emit = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 pub struct Outcome {
     pub report: MigrationReport,
     pub embedding_dim: usize,
+    /// What the daemon's query sample found (it runs there: it needs the open JSON store).
+    pub query_check: Option<String>,
 }
 
 struct Plan {
@@ -732,6 +734,7 @@ impl Job {
             return Ok(Outcome {
                 report: r,
                 embedding_dim: plan.dim,
+                query_check: None,
             });
         }
         let mut session = self.connect().await?;
@@ -807,6 +810,7 @@ impl Job {
         Ok(Outcome {
             report: r,
             embedding_dim: plan.dim,
+            query_check: None,
         })
     }
 }
