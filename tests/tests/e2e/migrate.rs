@@ -164,6 +164,13 @@ fn a_lightrag_fixture_migrates_verifies_switches_and_lightrag_reads_it() {
     let report = report_of(&text);
     assert_eq!(report["verified"], true, "{report}");
     assert!(
+        report["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("3 sample queries gave the same top 5"),
+        "the query sample ran: {report}"
+    );
+    assert!(
         report["stores"]
             .as_array()
             .unwrap()
