@@ -154,6 +154,31 @@ impl Daemon {
         }
         let reg = self.registry_snapshot();
         let entry = reg.entry(&name)?;
+        if entry.backend_type == BackendType::Postgres && spec.resume {
+            // The job finished (switch included) before whatever interrupted the client.
+            return Ok(MigrationReport {
+                db: name.clone(),
+                phase: JobPhase::Done,
+                dry_run: false,
+                target: crate::supervisor::pg_settings(&entry)
+                    .ok()
+                    .map(|s| s.location()),
+                embedding_model: entry.backend_config.embedding_model_name.clone(),
+                embedding_dim: entry
+                    .model_config
+                    .embedding_dim
+                    .and_then(|d| u32::try_from(d).ok()),
+                stores: vec![],
+                duration_secs: 0.0,
+                bytes_per_sec: 0.0,
+                peak_rss_bytes: crate::health::memory().peak_rss_bytes,
+                verified: None,
+                message: Some(format!(
+                    "'{name}' is already on postgres: its migration finished; nothing to resume \
+                     (`hragctl verify {name}` re-checks it)"
+                )),
+            });
+        }
         if entry.backend_type != BackendType::Json {
             return Err(DaemonError::Invalid(format!(
                 "database '{name}' is already on {}",
@@ -298,7 +323,7 @@ impl Daemon {
             db: name.to_owned(),
             source_path: entry.path.clone(),
             source_workspace: entry.workspace.clone(),
-            target: target.clone(),
+            target,
             fallback_dim: crate::supervisor::embedder_dim(&entry),
             batch_rows: spec.batch_size.map(|n| n as usize),
             resume: spec.resume,
@@ -306,6 +331,10 @@ impl Daemon {
             dry_run: spec.dry_run,
             force: spec.force,
             state_dir: self.config.state_dir.clone(),
+            sample: self
+                .with_db(name, async |h| Ok(h.query_context()))
+                .await?
+                .map(|c| c.backend.clone()),
         };
         let job = Job::new(job_spec, emit.clone(), self.cancel.child_token());
         if spec.dry_run {
@@ -313,35 +342,13 @@ impl Daemon {
         }
         let user_paused = self.pause_for_job(name).await?;
         let result = job.run().await;
-        let mut outcome = match result {
+        let outcome = match result {
             Ok(o) => o,
             Err(e) => {
                 self.release_after_job(name, user_paused).await;
                 return Err(e.into());
             }
         };
-        if spec.verify {
-            let mut target = target;
-            target.embedding_dim = outcome.embedding_dim;
-            match self.compare_queries(name, target).await {
-                Ok(Ok(note)) => outcome.query_check = Some(note),
-                Ok(Err(differences)) => {
-                    self.release_after_job(name, user_paused).await;
-                    return Err(DaemonError::Remote(ErrorBody::new(
-                        hrag_proto::ErrorKind::VerificationFailed,
-                        format!(
-                            "verification failed: queries answer differently on JSON and \
-                             Postgres:\n  {}",
-                            differences.join("\n  ")
-                        ),
-                    )));
-                }
-                Err(e) => {
-                    self.release_after_job(name, user_paused).await;
-                    return Err(e);
-                }
-            }
-        }
         emit(ProgressEvent {
             db: name.to_owned(),
             phase: JobPhase::Switching,
@@ -379,85 +386,6 @@ impl Daemon {
                 .unwrap_or_default()
         ));
         Ok(report)
-    }
-
-    /// The query sample of the verification: a stored vector of each vector store asked on
-    /// the JSON store the daemon has open and on the target (exact: no vector index yet) must
-    /// bring the same top records. `Ok(Err(..))` names the differences.
-    async fn compare_queries(
-        &self,
-        name: &str,
-        target: crate::storage::postgres::PgSettings,
-    ) -> Result<Result<String, Vec<String>>, DaemonError> {
-        use crate::storage::VectorNamespace;
-        const TOP: usize = 5;
-        let Some(ctx) = self.with_db(name, async |h| Ok(h.query_context())).await? else {
-            return Ok(Ok(
-                "query sample skipped: the JSON store is not open".to_owned()
-            ));
-        };
-        let mut settings = target;
-        settings.max_connections = 3;
-        let pg = crate::storage::postgres::PgStores::connect(settings)
-            .await
-            .map_err(|e| DaemonError::Target(e.to_string()))?;
-        let mut asks = Vec::new();
-        for ns in VectorNamespace::ALL {
-            let json = ctx.backend.vectors(ns).clone();
-            let sample = json
-                .page(None, 1)
-                .await
-                .map_err(|e| DaemonError::Invalid(e.to_string()))?;
-            let remote = Arc::new(
-                pg.vectors(ns)
-                    .map_err(|e| DaemonError::Target(e.to_string()))?,
-            );
-            for item in sample.items {
-                let json = json.clone();
-                let remote = remote.clone();
-                asks.push(async move {
-                    let a = json
-                        .query(&item.vector, TOP, -1.0)
-                        .await
-                        .map_err(|e| DaemonError::Invalid(e.to_string()))?;
-                    let b = crate::storage::VectorStore::query(&*remote, &item.vector, TOP, -1.0)
-                        .await
-                        .map_err(|e| DaemonError::Target(e.to_string()))?;
-                    Ok::<_, DaemonError>((ns, item.id, a, b))
-                });
-            }
-        }
-        let answers = futures::future::try_join_all(asks).await?;
-        let mut differences = Vec::new();
-        for (ns, probe, a, b) in &answers {
-            let same = a.len() == b.len()
-                && a.iter().zip(b).all(|(x, y)| {
-                    // Equal scores may come in either order (f32 on one side, f64 on the other).
-                    x.id == y.id || (x.score - y.score).abs() < 1e-4
-                });
-            if !same {
-                let ids = |m: &[crate::storage::VectorMatch]| {
-                    m.iter()
-                        .map(|x| x.id.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                differences.push(format!(
-                    "vdb_{} query by {probe:?}: JSON [{}] vs Postgres [{}]",
-                    ns.as_str(),
-                    ids(a),
-                    ids(b)
-                ));
-            }
-        }
-        if differences.is_empty() {
-            Ok(Ok(format!(
-                "{} sample queries gave the same top {TOP} on both backends",
-                answers.len()
-            )))
-        } else {
-            Ok(Err(differences))
-        }
     }
 }
 

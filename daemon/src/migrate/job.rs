@@ -38,7 +38,7 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const DEFAULT_BATCH_ROWS: usize = 5000;
 
 /// What to migrate, and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobSpec {
     pub db: String,
     /// The LightRAG working directory and its workspace subfolder, if any.
@@ -54,6 +54,8 @@ pub struct JobSpec {
     pub dry_run: bool,
     pub force: bool,
     pub state_dir: PathBuf,
+    /// The database's open JSON store, for the verification's query sample.
+    pub sample: Option<Arc<crate::storage::Backend>>,
 }
 
 /// Progress events go here (the client's stream, and `migrate status`).
@@ -63,7 +65,7 @@ pub type Emit = Arc<dyn Fn(ProgressEvent) + Send + Sync>;
 pub struct Outcome {
     pub report: MigrationReport,
     pub embedding_dim: usize,
-    /// What the daemon's query sample found (it runs there: it needs the open JSON store).
+    /// What the verification's query sample found.
     pub query_check: Option<String>,
 }
 
@@ -121,6 +123,7 @@ pub fn now_us() -> i64 {
 
 pub struct Job {
     spec: JobSpec,
+    query_check: Mutex<Option<String>>,
     emit: Emit,
     cancel: CancellationToken,
     started: Instant,
@@ -130,6 +133,7 @@ impl Job {
     pub fn new(spec: JobSpec, emit: Emit, cancel: CancellationToken) -> Job {
         Job {
             spec,
+            query_check: Mutex::new(None),
             emit,
             cancel,
             started: Instant::now(),
@@ -261,7 +265,8 @@ impl Job {
         let mut settings = self.spec.target.clone();
         // Verification streams whole tables; no statement may be cut short.
         settings.statement_timeout = Duration::ZERO;
-        settings.max_connections = LANES as u32 + 1;
+        // The lanes, plus the query sample's three questions during verification.
+        settings.max_connections = LANES as u32 + 3;
         let stores = PgStores::connect(settings)
             .await
             .map_err(MigrateError::target)?;
@@ -655,8 +660,23 @@ impl Job {
                 }
                 Ok::<_, MigrateError>(out)
             },
-        ))
-        .await?;
+        ));
+        let sample = async {
+            match &self.spec.sample {
+                Some(json) => verify::compare_queries(json, &session.stores).await,
+                None => Ok(Ok(
+                    "query sample skipped: the JSON store is not open".to_owned()
+                )),
+            }
+        };
+        let (digests, sample) = tokio::try_join!(digests, sample)?;
+        let sample_note = sample.map_err(|differences| {
+            MigrateError::Verification(format!(
+                "verification failed: queries answer differently on JSON and Postgres:\n  {}",
+                differences.join("\n  ")
+            ))
+        })?;
+        *lock(&self.query_check) = Some(sample_note);
         let digests: HashMap<Store, Digest> = digests.into_iter().flatten().collect();
         let mut conn = session.conn().await?;
         let conn = &mut *conn;
@@ -807,10 +827,11 @@ impl Job {
         r.stores = stores;
         let secs = self.started.elapsed().as_secs_f64().max(1e-6);
         r.bytes_per_sec = plan.total_bytes as f64 / secs;
+        let query_check = lock(&self.query_check).take();
         Ok(Outcome {
             report: r,
             embedding_dim: plan.dim,
-            query_check: None,
+            query_check,
         })
     }
 }

@@ -14,7 +14,8 @@ use super::digest::{Digest, bucket, record_hash};
 use super::error::MigrateError;
 use super::feed::{Limits, SourceCtx, row_hash, row_key, spawn};
 use super::table::{Store, TableSpec};
-use crate::storage::postgres::db_err;
+use crate::storage::postgres::{PgStores, db_err};
+use crate::storage::{Backend, VectorMatch, VectorNamespace, VectorStore};
 
 /// How many differing records a report names.
 const NAMED: usize = 10;
@@ -133,4 +134,65 @@ pub async fn name_differences(
         ));
     }
     Ok(named)
+}
+
+/// The query sample: a stored vector of each vector store, asked on the JSON store the daemon
+/// has open and on the target (exact: no vector index yet), must bring the same top records.
+/// `Ok(Err(..))` names the differences.
+pub async fn compare_queries(
+    json: &Backend,
+    pg: &PgStores,
+) -> Result<Result<String, Vec<String>>, MigrateError> {
+    const TOP: usize = 5;
+    let mut asks = Vec::new();
+    for ns in VectorNamespace::ALL {
+        let local = json.vectors(ns).clone();
+        let sample = local.page(None, 1).await.map_err(MigrateError::source)?;
+        let remote = Arc::new(pg.vectors(ns).map_err(MigrateError::target)?);
+        for item in sample.items {
+            let local = local.clone();
+            let remote = remote.clone();
+            asks.push(async move {
+                let a = local
+                    .query(&item.vector, TOP, -1.0)
+                    .await
+                    .map_err(MigrateError::source)?;
+                let b = VectorStore::query(&*remote, &item.vector, TOP, -1.0)
+                    .await
+                    .map_err(MigrateError::target)?;
+                Ok::<_, MigrateError>((ns, item.id, a, b))
+            });
+        }
+    }
+    let answers = futures::future::try_join_all(asks).await?;
+    let mut differences = Vec::new();
+    for (ns, probe, a, b) in &answers {
+        // Equal scores may come in either order (f32 on one side, f64 on the other).
+        let same = a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.id == y.id || (x.score - y.score).abs() < 1e-4);
+        if !same {
+            let ids = |m: &[VectorMatch]| {
+                m.iter()
+                    .map(|x| x.id.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            differences.push(format!(
+                "vdb_{} query by {probe:?}: JSON [{}] vs Postgres [{}]",
+                ns.as_str(),
+                ids(a),
+                ids(b)
+            ));
+        }
+    }
+    if differences.is_empty() {
+        Ok(Ok(format!(
+            "{} sample queries gave the same top {TOP} on both backends",
+            answers.len()
+        )))
+    } else {
+        Ok(Err(differences))
+    }
 }

@@ -214,7 +214,30 @@ impl PgStores {
     }
 
     /// Creates what is missing; returns the vector indexes still to build concurrently.
+    /// Another workspace's concurrent index build on a shared table can deadlock with this
+    /// transaction's DDL; the server then aborts one side, and this side simply tries again.
     async fn prepare_schema(&self, vector_indexes: bool) -> StorageResult<Vec<VectorIndexDdl>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.prepare_schema_once(vector_indexes).await {
+                Err(StorageError::Backend(m)) if m.contains("deadlock detected") && attempt < 5 => {
+                    tracing::info!(
+                        event = "pg_schema_retry",
+                        attempt,
+                        "schema creation deadlocked with a concurrent index build; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn prepare_schema_once(
+        &self,
+        vector_indexes: bool,
+    ) -> StorageResult<Vec<VectorIndexDdl>> {
         let mut tx = self.pool.begin().await.map_err(|e| db_err("begin", e))?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('hrag:schema'))")
             .execute(&mut *tx)
