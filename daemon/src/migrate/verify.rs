@@ -136,33 +136,50 @@ pub async fn name_differences(
     Ok(named)
 }
 
-/// The query sample: a stored vector of each vector store, asked on the JSON store the daemon
-/// has open and on the target (exact: no vector index yet), must bring the same top records.
-/// `Ok(Err(..))` names the differences.
+/// The query sample: three stored vectors of the smallest vector store (each question scans the
+/// whole table on the target, which has no vector index yet, so the smallest keeps it cheap),
+/// asked on the JSON store the daemon has open and on the target, must bring the same top
+/// records. `Ok(Err(..))` names the differences.
 pub async fn compare_queries(
     json: &Backend,
     pg: &PgStores,
 ) -> Result<Result<String, Vec<String>>, MigrateError> {
     const TOP: usize = 5;
-    let mut asks = Vec::new();
+    const PROBES: usize = 3;
+    let mut smallest: Option<(u64, VectorNamespace)> = None;
     for ns in VectorNamespace::ALL {
-        let local = json.vectors(ns).clone();
-        let sample = local.page(None, 1).await.map_err(MigrateError::source)?;
-        let remote = Arc::new(pg.vectors(ns).map_err(MigrateError::target)?);
-        for item in sample.items {
-            let local = local.clone();
-            let remote = remote.clone();
-            asks.push(async move {
-                let a = local
-                    .query(&item.vector, TOP, -1.0)
-                    .await
-                    .map_err(MigrateError::source)?;
-                let b = VectorStore::query(&*remote, &item.vector, TOP, -1.0)
-                    .await
-                    .map_err(MigrateError::target)?;
-                Ok::<_, MigrateError>((ns, item.id, a, b))
-            });
+        let n = json
+            .vectors(ns)
+            .count()
+            .await
+            .map_err(MigrateError::source)?;
+        if n > 0 && smallest.is_none_or(|(m, _)| n < m) {
+            smallest = Some((n, ns));
         }
+    }
+    let Some((_, ns)) = smallest else {
+        return Ok(Ok("query sample skipped: no vectors".to_owned()));
+    };
+    let local = json.vectors(ns).clone();
+    let sample = local
+        .page(None, PROBES)
+        .await
+        .map_err(MigrateError::source)?;
+    let remote = Arc::new(pg.vectors(ns).map_err(MigrateError::target)?);
+    let mut asks = Vec::new();
+    for item in sample.items {
+        let local = local.clone();
+        let remote = remote.clone();
+        asks.push(async move {
+            let a = local
+                .query(&item.vector, TOP, -1.0)
+                .await
+                .map_err(MigrateError::source)?;
+            let b = VectorStore::query(&*remote, &item.vector, TOP, -1.0)
+                .await
+                .map_err(MigrateError::target)?;
+            Ok::<_, MigrateError>((ns, item.id, a, b))
+        });
     }
     let answers = futures::future::try_join_all(asks).await?;
     let mut differences = Vec::new();
