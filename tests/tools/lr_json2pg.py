@@ -16,7 +16,7 @@ PGTableGraphStorage, in batches of --batch (1000).
  * doc status: get_by_ids(batch) -> PGDocStatusStorage.upsert(batch).
 Prints one JSON line with per-store seconds and counts (and, when --max-seconds stopped it, `in_progress`:
 the store it was copying with records done / total).
-(Copied from /work/shared/acceptance/lr_json2pg.py; only the `in_progress` report was added.)
+(Copied from the acceptance kit's lr_json2pg.py; only the `in_progress` report was added.)
 
 usage: /usr/bin/time -v /tmp/lr157venv/bin/python lr_json2pg.py WORKDIR DSN [--workspace bench] [--model synth-embed]
        [--batch 1000] [--only kv,vdb,graph,doc_status] [--max-seconds S]

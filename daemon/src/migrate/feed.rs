@@ -286,20 +286,12 @@ impl SourceCtx {
                 return Ok(());
             }
             match store {
-                Store::Kv(ns) => {
-                    if let Some(f) = self.file(&ns.file_name()).filter(|f| f.size.is_some()) {
-                        feed_kv(
-                            &f.path,
-                            self.spec(store)?,
-                            &self.mapper,
-                            &start(store),
-                            limits,
-                            tx,
-                        )?;
-                    }
-                }
-                Store::DocStatus => {
-                    if let Some(f) = self.file(DOC_STATUS_FILE).filter(|f| f.size.is_some()) {
+                Store::Kv(_) | Store::DocStatus => {
+                    let name = match store {
+                        Store::Kv(ns) => ns.file_name(),
+                        _ => DOC_STATUS_FILE.to_owned(),
+                    };
+                    if let Some(f) = self.file(&name).filter(|f| f.size.is_some()) {
                         feed_kv(
                             &f.path,
                             self.spec(store)?,
