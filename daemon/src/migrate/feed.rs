@@ -73,7 +73,22 @@ struct Batcher<'a> {
     digest: Digest,
 }
 
-impl Batcher<'_> {
+impl<'a> Batcher<'a> {
+    fn new(
+        spec: &'a TableSpec,
+        limits: Limits,
+        tx: &'a Sender<Result<Batch, MigrateError>>,
+    ) -> Batcher<'a> {
+        Batcher {
+            spec,
+            limits,
+            tx,
+            rows: Vec::new(),
+            size: 0,
+            digest: Digest::default(),
+        }
+    }
+
     /// Adds a row; sends the batch when full. `Err` when the writer is gone.
     fn push(&mut self, row: Row, size: usize, next_ordinal: u64, bytes: u64) -> Result<(), ()> {
         let key = row_key(self.spec.store, &row.cells);
@@ -116,14 +131,7 @@ pub fn feed_kv(
     tx: &Sender<Result<Batch, MigrateError>>,
 ) -> Result<(), MigrateError> {
     let mut src = KvSource::open_from(path, from.next_ordinal).map_err(MigrateError::source)?;
-    let mut b = Batcher {
-        spec,
-        limits,
-        tx,
-        rows: Vec::new(),
-        size: 0,
-        digest: Digest::default(),
-    };
+    let mut b = Batcher::new(spec, limits, tx);
     let mut bytes = from.bytes;
     let mut next = from.next_ordinal;
     for entry in src.by_ref() {
@@ -170,14 +178,7 @@ pub fn feed_vdb(
     };
     let path = src.path().to_path_buf();
     let total = src.row_count().max(1);
-    let mut b = Batcher {
-        spec,
-        limits,
-        tx,
-        rows: Vec::new(),
-        size: 0,
-        digest: Digest::default(),
-    };
+    let mut b = Batcher::new(spec, limits, tx);
     let mut next = from.next_ordinal;
     let est = |n: u64| (file_size as u128 * n as u128 / total as u128) as u64;
     let rows = src
@@ -209,15 +210,10 @@ pub fn feed_graph(
     tx: &Sender<Result<Batch, MigrateError>>,
 ) -> Result<(), MigrateError> {
     let src = GraphSource::open(path).map_err(MigrateError::source)?;
-    let new = |spec| Batcher {
-        spec,
-        limits,
-        tx,
-        rows: Vec::new(),
-        size: 0,
-        digest: Digest::default(),
-    };
-    let (mut nodes, mut edges) = (new(specs.0), new(specs.1));
+    let (mut nodes, mut edges) = (
+        Batcher::new(specs.0, limits, tx),
+        Batcher::new(specs.1, limits, tx),
+    );
     let (mut next_node, mut next_edge) = (from.0.next_ordinal, from.1.next_ordinal);
     for ev in src {
         let sent = match ev.map_err(MigrateError::source)? {
