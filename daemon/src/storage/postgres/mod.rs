@@ -16,6 +16,7 @@ mod doc_status;
 mod graph;
 mod index_build;
 mod kv;
+mod nodelay;
 mod probe;
 pub mod schema;
 mod settings;
@@ -154,10 +155,20 @@ impl PgStores {
             ("statement_timeout", timeout_ms.as_str()),
             ("timezone", "UTC"),
         ]);
+        // Over TCP, each new connection gets TCP_NODELAY as libpq would set it (see `nodelay`).
+        let tcp_port = opts.get_socket().is_none().then(|| opts.get_port());
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .min_connections(0)
             .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    if let Some(port) = tcp_port {
+                        nodelay::set_on_sockets_to(port);
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| unreachable(&settings, &e))?;
