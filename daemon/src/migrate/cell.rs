@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use serde_json::Value;
-use xxhash_rust::xxh3::Xxh3;
 
 /// `varchar`'s type oid, the element type of LightRAG's `varchar(255)[]` columns.
 const VARCHAR_OID: u32 = 1043;
@@ -136,49 +135,51 @@ impl Cell {
         })
     }
 
-    /// Feeds the canonical content into `h`: a tag, then the value.
-    pub fn hash_into(&self, h: &mut Xxh3) {
+    /// Appends the canonical content to `out`: a tag, then the value (lengths and numbers
+    /// little-endian). A record's hash is one xxh3 over its cells' canonical forms.
+    pub fn canonical_into(&self, out: &mut Vec<u8>) {
         match self {
-            Cell::Null => h.update(&[0]),
+            Cell::Null => out.push(0),
             Cell::Text(s) => {
-                h.update(&[1]);
-                hash_str(h, s);
+                out.push(1);
+                canonical_str(out, s);
             }
             Cell::Int(i) => {
-                h.update(&[2]);
-                h.update(&i.to_le_bytes());
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
             }
             Cell::Json(v) => {
-                h.update(&[3]);
+                out.push(3);
                 let mut s = String::new();
                 canonical_json(v, &mut s);
-                hash_str(h, &s);
+                canonical_str(out, &s);
             }
             Cell::Ts(us) => {
-                h.update(&[4]);
-                h.update(&us.to_le_bytes());
+                out.push(4);
+                out.extend_from_slice(&us.to_le_bytes());
             }
             Cell::TextArray(items) => {
-                h.update(&[5]);
-                h.update(&(items.len() as u64).to_le_bytes());
+                out.push(5);
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
                 for s in items {
-                    hash_str(h, s);
+                    canonical_str(out, s);
                 }
             }
             Cell::Vector(v) => {
-                h.update(&[6]);
-                h.update(&(v.len() as u64).to_le_bytes());
+                out.push(6);
+                out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+                out.reserve(v.len() * 4);
                 for x in v {
-                    h.update(&x.to_bits().to_le_bytes());
+                    out.extend_from_slice(&x.to_bits().to_le_bytes());
                 }
             }
         }
     }
 }
 
-fn hash_str(h: &mut Xxh3, s: &str) {
-    h.update(&(s.len() as u64).to_le_bytes());
-    h.update(s.as_bytes());
+fn canonical_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 fn len_i32(n: usize) -> i32 {
@@ -272,10 +273,10 @@ mod tests {
             assert_eq!(b.len(), len as usize);
         }
         let back = Cell::decode(ty, body).unwrap();
-        let (mut h1, mut h2) = (Xxh3::new(), Xxh3::new());
-        c.hash_into(&mut h1);
-        back.hash_into(&mut h2);
-        assert_eq!(h1.digest128(), h2.digest128(), "{c:?} vs {back:?}");
+        let (mut h1, mut h2) = (Vec::new(), Vec::new());
+        c.canonical_into(&mut h1);
+        back.canonical_into(&mut h2);
+        assert_eq!(h1, h2, "{c:?} vs {back:?}");
     }
 
     #[test]
@@ -308,9 +309,9 @@ mod tests {
 
     #[test]
     fn different_vectors_hash_differently() {
-        let (mut h1, mut h2) = (Xxh3::new(), Xxh3::new());
-        Cell::Vector(vec![1.0, 2.0]).hash_into(&mut h1);
-        Cell::Vector(vec![1.0, 2.000_000_2]).hash_into(&mut h2);
-        assert_ne!(h1.digest128(), h2.digest128());
+        let (mut h1, mut h2) = (Vec::new(), Vec::new());
+        Cell::Vector(vec![1.0, 2.0]).canonical_into(&mut h1);
+        Cell::Vector(vec![1.0, 2.000_000_2]).canonical_into(&mut h2);
+        assert_ne!(h1, h2);
     }
 }

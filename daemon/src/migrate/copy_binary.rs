@@ -7,9 +7,10 @@ use super::table::Row;
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
 /// The whole `COPY FROM STDIN (FORMAT binary)` payload of `rows`, each prefixed with the
-/// workspace column.
-pub fn encode_rows(workspace: &str, rows: &[Row]) -> Vec<u8> {
-    let est: usize = rows.len() * 64;
+/// workspace column; `size_hint` is about the rows' source size (saves regrowing a
+/// multi-megabyte buffer).
+pub fn encode_rows(workspace: &str, rows: &[Row], size_hint: usize) -> Vec<u8> {
+    let est = size_hint + rows.len() * (64 + workspace.len());
     let mut out = Vec::with_capacity(est);
     out.extend_from_slice(SIGNATURE);
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
@@ -155,7 +156,7 @@ mod tests {
                 ],
             },
         ];
-        let bytes = encode_rows("ws", &rows);
+        let bytes = encode_rows("ws", &rows, 0);
         for chunk in [1, 3, 7, bytes.len()] {
             let mut r = TupleReader::new(vec![
                 ColType::Text,

@@ -54,7 +54,7 @@ impl Writer {
         if batch.store == Store::Vector(VectorNamespace::Chunks) {
             fill_chunk_fields(&mut tx, &self.workspace, &mut batch).await?;
         }
-        let payload = encode_rows(&self.workspace, &batch.rows);
+        let payload = encode_rows(&self.workspace, &batch.rows, batch.size);
         let mut copy = tx
             .copy_in_raw(&Self::copy_sql(spec))
             .await
