@@ -30,6 +30,8 @@ pub struct Batch {
     pub bytes: u64,
     /// The digest of this batch's records alone.
     pub digest: Digest,
+    /// The source bytes of this batch's records: about the size of its COPY payload.
+    pub size: usize,
 }
 
 /// How big a batch may grow.
@@ -111,6 +113,7 @@ impl<'a> Batcher<'a> {
             next_ordinal,
             bytes,
             digest: std::mem::take(&mut self.digest),
+            size: self.size,
         };
         self.size = 0;
         self.tx.blocking_send(Ok(batch)).map_err(|_| ())
@@ -177,25 +180,24 @@ pub fn feed_vdb(
         return Err(MigrateError::Invalid("not a vector store".into()));
     };
     let path = src.path().to_path_buf();
-    let total = src.row_count().max(1);
     let mut b = Batcher::new(spec, limits, tx);
     let mut next = from.next_ordinal;
-    let est = |n: u64| (file_size as u128 * n as u128 / total as u128) as u64;
-    let rows = src
+    let mut rows = src
         .rows_from(from.next_ordinal)
         .map_err(MigrateError::source)?;
-    for r in rows {
+    while let Some(r) = rows.next() {
         let r = r.map_err(MigrateError::source)?;
         let size = r.row.get().len() + r.vector.len() * 4;
         let row = mapper
             .vector(ns, &r.id, r.row.get(), r.vector)
             .map_err(|err| at(&path, format!("row {} ({:?}): {err}", r.ordinal, r.id)))?;
         next = r.ordinal + 1;
-        if b.push(row, size, next, est(next)).is_err() {
+        let read = rows.bytes_read().min(file_size);
+        if b.push(row, size, next, read).is_err() {
             return Ok(());
         }
     }
-    let _ = b.flush(next, est(next));
+    let _ = b.flush(next, file_size);
     Ok(())
 }
 
@@ -302,7 +304,9 @@ impl SourceCtx {
                     if let Some(f) = self.file(&ns.file_name()).filter(|f| f.size.is_some()) {
                         let src = match self.vdbs.get(f.name) {
                             Some(v) => v.clone(),
-                            None => VdbSource::open(&f.path).map_err(MigrateError::source)?,
+                            None => {
+                                VdbSource::open_header(&f.path).map_err(MigrateError::source)?
+                            }
                         };
                         let size = f.size.unwrap_or(0);
                         feed_vdb(

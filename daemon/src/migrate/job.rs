@@ -166,6 +166,7 @@ impl Job {
             peak_rss_bytes: crate::health::memory().peak_rss_bytes,
             verified: None,
             message: None,
+            index_builds: Vec::new(),
         }
     }
 
@@ -180,42 +181,26 @@ impl Job {
             self.spec.source_workspace.as_deref(),
         )
         .map_err(MigrateError::source)?;
-        let mut dim: Option<usize> = None;
-        let mut vdb_rows = HashMap::new();
-        let mut vdbs = HashMap::new();
         let mut sizes = HashMap::new();
         for f in dir.files() {
             sizes.insert(f.name.to_owned(), f.size.unwrap_or(0));
         }
-        for ns in VectorNamespace::ALL {
-            let Some(f) = dir
-                .files()
-                .iter()
-                .find(|f| f.name == ns.file_name() && f.size.is_some())
-            else {
-                continue;
-            };
-            let path = f.path.clone();
-            let v = tokio::task::spawn_blocking(move || VdbSource::open(&path))
-                .await
-                .map_err(|e| MigrateError::Source(format!("survey failed: {e}")))?
-                .map_err(MigrateError::source)?;
-            vdb_rows.insert(Store::Vector(ns).name(), v.row_count());
-            let (rows, file_dim) = (v.row_count(), v.embedding_dim());
-            vdbs.insert(f.name.to_owned(), v);
-            if rows == 0 {
-                continue;
+        // The dry run counts every store's rows; the real run reads only the headers (the row
+        // stream checks each matrix), which saves a pass over the largest files — unless the
+        // headers disagree, when only the stores that hold rows must agree.
+        let (dim, vdbs) = match survey_vectors(&dir, !self.spec.dry_run).await {
+            Err(MigrateError::Source(_)) if !self.spec.dry_run => {
+                survey_vectors(&dir, false).await?
             }
-            match dim {
-                Some(d) if d != file_dim => {
-                    return Err(MigrateError::Source(format!(
-                        "{}: embedding_dim {file_dim} differs from the other vector files' {d}",
-                        f.path.display(),
-                    )));
-                }
-                _ => dim = Some(file_dim),
-            }
-        }
+            other => other?,
+        };
+        let vdb_rows: HashMap<String, u64> = VectorNamespace::ALL
+            .iter()
+            .filter_map(|ns| {
+                let rows = vdbs.get(&ns.file_name())?.row_count()?;
+                Some((Store::Vector(*ns).name(), rows))
+            })
+            .collect();
         let dim = dim.or(self.spec.fallback_dim).ok_or_else(|| {
             MigrateError::Source(format!(
                 "{}: no vector file tells the embedding dimension; set model_config.embedding_dim",
@@ -271,8 +256,9 @@ impl Job {
         let mut settings = self.spec.target.clone();
         // Verification streams whole tables; no statement may be cut short.
         settings.statement_timeout = Duration::ZERO;
-        // The lanes, plus the query sample's three questions during verification.
-        settings.max_connections = LANES as u32 + 3;
+        // During verification: the digest lanes, the index builders beside them, and the
+        // query sample's three questions.
+        settings.max_connections = 2 * LANES as u32 + 3;
         let stores = PgStores::connect(settings)
             .await
             .map_err(MigrateError::target)?;
@@ -347,24 +333,36 @@ impl Job {
         Ok(indexes)
     }
 
-    /// Builds the deferred secondary indexes and checks what the disabled foreign keys would
-    /// have: every edge's endpoints exist.
+    /// Builds the deferred secondary indexes, [`LANES`] at a time, and checks what the disabled
+    /// foreign keys would have: every edge's endpoints exist. Runs beside verification (both
+    /// only read the tables; `CREATE INDEX` and `COPY … TO` do not block each other).
     async fn finish_tables(
         &self,
-        conn: &mut PgConnection,
+        session: &Session,
         indexes: &[String],
     ) -> Result<(), MigrateError> {
-        for s in indexes {
-            sqlx::query(AssertSqlSafe(s.clone()))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| tgt("create the target's btree indexes", e))?;
-        }
+        let queue = Mutex::new(indexes.iter());
+        let workers = (0..LANES).map(|_| async {
+            let mut conn = session.conn().await?;
+            loop {
+                let Some(ddl) = lock(&queue).next().cloned() else {
+                    return Ok::<_, MigrateError>(());
+                };
+                sqlx::query(AssertSqlSafe(ddl))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| tgt("create the target's btree indexes", e))?;
+            }
+        });
+        futures::future::try_join_all(workers).await?;
+        let mut conn = session.conn().await?;
+        // Written with ORs so that PostgreSQL answers with two hash anti-joins (a few times
+        // faster than probing the nodes' key per edge).
         let dangling: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM lightrag_graph_edges e WHERE e.workspace = $1 \
-             AND NOT (EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
+             AND (NOT EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
                AND n.namespace = e.namespace AND n.id = e.src_id) \
-             AND EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
+             OR NOT EXISTS (SELECT 1 FROM lightrag_graph_nodes n WHERE n.workspace = e.workspace \
                AND n.namespace = e.namespace AND n.id = e.tgt_id))",
         )
         .bind(&self.spec.target.workspace)
@@ -804,12 +802,18 @@ impl Job {
             }
         };
         let ws = self.spec.target.workspace.clone();
-        let mut conn = session.conn().await?;
         self.step("copied");
-        self.finish_tables(&mut conn, &indexes).await?;
-        self.step("btree indexes built");
-        let stores = if self.spec.verify {
-            let r = self.verify(&session, &plan, &progress).await?;
+        let check = async {
+            if self.spec.verify {
+                self.verify(&session, &plan, &progress).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let ((), verified) = tokio::try_join!(self.finish_tables(&session, &indexes), check)?;
+        self.step("btree indexes built and records verified");
+        let mut conn = session.conn().await?;
+        let stores = if let Some(r) = verified {
             checkpoint::set_state(&mut conn, &ws, "verified")
                 .await
                 .map_err(MigrateError::target)?;
@@ -882,6 +886,51 @@ struct Lane {
     shared: Arc<Mutex<BTreeMap<String, StoreProgress>>>,
     chunks_done: Arc<tokio::sync::watch::Sender<bool>>,
     chunks_wait: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The vector files' common `embedding_dim` (of those holding rows, when counted) and the
+/// files as opened, by file name. `header_only` leaves row counts unknown.
+async fn survey_vectors(
+    dir: &SourceDir,
+    header_only: bool,
+) -> Result<(Option<usize>, HashMap<String, VdbSource>), MigrateError> {
+    let mut dim: Option<usize> = None;
+    let mut vdbs = HashMap::new();
+    for ns in VectorNamespace::ALL {
+        let Some(f) = dir
+            .files()
+            .iter()
+            .find(|f| f.name == ns.file_name() && f.size.is_some())
+        else {
+            continue;
+        };
+        let path = f.path.clone();
+        let v = tokio::task::spawn_blocking(move || {
+            if header_only {
+                VdbSource::open_header(&path)
+            } else {
+                VdbSource::open(&path)
+            }
+        })
+        .await
+        .map_err(|e| MigrateError::Source(format!("survey failed: {e}")))?
+        .map_err(MigrateError::source)?;
+        let (rows, file_dim) = (v.row_count(), v.embedding_dim());
+        vdbs.insert(f.name.to_owned(), v);
+        if rows == Some(0) {
+            continue;
+        }
+        match dim {
+            Some(d) if d != file_dim => {
+                return Err(MigrateError::Source(format!(
+                    "{}: embedding_dim {file_dim} differs from the other vector files' {d}",
+                    f.path.display(),
+                )));
+            }
+            _ => dim = Some(file_dim),
+        }
+    }
+    Ok((dim, vdbs))
 }
 
 /// Stores split over [`LANES`] with about the same work each (largest first, to the lightest

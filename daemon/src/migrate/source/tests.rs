@@ -109,7 +109,7 @@ async fn vdb_streams_match_the_loader_bit_for_bit() {
         for (store, ns) in stores.vectors.iter().zip(VectorNamespace::ALL) {
             let src = VdbSource::open(&tmp.path().join(ns.file_name())).unwrap();
             assert_eq!(src.embedding_dim(), store.dim());
-            assert_eq!(src.row_count(), store.count().await.unwrap());
+            assert_eq!(src.row_count(), Some(store.count().await.unwrap()));
             let mut n = 0;
             for row in src.rows().unwrap() {
                 let row = row.unwrap();
@@ -129,7 +129,7 @@ async fn vdb_streams_match_the_loader_bit_for_bit() {
                 assert_eq!(meta, item.meta);
                 n += 1;
             }
-            assert_eq!(n, src.row_count(), "{fixture} {ns:?}");
+            assert_eq!(Some(n), src.row_count(), "{fixture} {ns:?}");
             assert!(n > 0);
         }
     }
@@ -163,7 +163,7 @@ fn vdb_members_in_either_order_and_resume() {
         let path = tmp.path().join("vdb_chunks.json");
         std::fs::write(&path, text).unwrap();
         let src = VdbSource::open(&path).unwrap();
-        assert_eq!((src.embedding_dim(), src.row_count()), (3, 5));
+        assert_eq!((src.embedding_dim(), src.row_count()), (3, Some(5)));
         let rows: Vec<_> = src.rows().unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 5);
         for (i, r) in rows.iter().enumerate() {
@@ -174,6 +174,57 @@ fn vdb_members_in_either_order_and_resume() {
         assert_eq!(rest.len(), 3);
         assert_eq!((rest[0].ordinal, &*rest[0].id), (2, "r2"));
         assert_eq!(rest[0].vector, rows[2].vector);
+    }
+}
+
+/// Reading only the header leaves the row count unknown; the stream still checks the matrix
+/// against the rows (too short or too long) and its byte count ends at the file's size.
+#[test]
+fn vdb_header_only_open_defers_the_size_checks_to_the_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("vdb_chunks.json");
+    let (normal, _) = vdb_text(3, 5, false);
+    let (matrix_first, _) = vdb_text(3, 5, true);
+    // A file whose `embedding_dim` is not the first member is surveyed as before.
+    let dim_last = format!(
+        "{}, \"embedding_dim\": 3}}",
+        normal
+            .replacen("\"embedding_dim\": 3, ", "", 1)
+            .trim_end_matches('}')
+    );
+    for (text, rows) in [(&normal, None), (&matrix_first, None), (&dim_last, Some(5))] {
+        std::fs::write(&path, text).unwrap();
+        let src = VdbSource::open_header(&path).unwrap();
+        assert_eq!((src.embedding_dim(), src.row_count()), (3, rows), "{text}");
+        let mut it = src.rows().unwrap();
+        let mut read = 0;
+        while let Some(r) = it.next() {
+            r.unwrap();
+            read = read.max(it.bytes_read());
+        }
+        assert!(read > 0, "{text}");
+        if text == &normal {
+            assert!(read <= text.len() as u64, "{read} of {}", text.len());
+        }
+    }
+    let ends_with_error = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        let src = VdbSource::open_header(&path).unwrap();
+        assert_eq!(src.row_count(), None);
+        let errs: Vec<_> = src.rows().unwrap().filter_map(|r| r.err()).collect();
+        assert_eq!(errs.len(), 1, "one error, then the stream ends");
+        err_text(errs.into_iter().next().unwrap())
+    };
+    // Two rows of dimension 2 with 3 values, then with 5.
+    for (bytes, says) in [(12, "ends before this row"), (20, "more than the 2 rows")] {
+        let m = STANDARD.encode(vec![0u8; bytes]);
+        let msg = ends_with_error(format!(
+            "{{\"embedding_dim\": 2, \"data\": [{{\"__id__\": \"a\"}}, {{\"__id__\": \"b\"}}], \"matrix\": \"{m}\"}}"
+        ));
+        assert!(
+            msg.contains("vdb_chunks.json") && msg.contains(says),
+            "{msg}"
+        );
     }
 }
 
@@ -258,7 +309,7 @@ fn vdb_corrupt_inputs_name_file_and_offset() {
 
     // Missing file: an empty store.
     let src = VdbSource::open(&tmp.path().join("absent.json")).unwrap();
-    assert_eq!(src.row_count(), 0);
+    assert_eq!(src.row_count(), Some(0));
     assert!(src.rows().unwrap().next().is_none());
 }
 

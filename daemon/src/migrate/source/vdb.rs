@@ -33,12 +33,13 @@ pub struct VdbRow {
     pub vector: Vec<f32>,
 }
 
-/// What a first pass learnt about a nano-vectordb file.
+/// What a first look learnt about a nano-vectordb file.
 #[derive(Debug, Clone)]
 pub struct VdbSource {
     path: PathBuf,
     dim: usize,
-    rows: u64,
+    /// `None` when only the header was read ([`VdbSource::open_header`]).
+    rows: Option<u64>,
     /// Whether the file exists and holds a store.
     present: bool,
 }
@@ -50,13 +51,14 @@ impl VdbSource {
         let mut src = VdbSource {
             path: path.to_path_buf(),
             dim: 0,
-            rows: 0,
+            rows: Some(0),
             present: false,
         };
         let Some(mut r) = ObjectReader::open(path)? else {
             return Ok(src);
         };
         src.present = true;
+        let mut rows = 0u64;
         let (mut dim, mut data, mut matrix) = (None, false, None);
         while let Some(key) = r.next_key()? {
             let twice = match &*key {
@@ -82,7 +84,7 @@ impl VdbSource {
                 "data" => {
                     r.begin_array()?;
                     while r.next_element()?.is_some() {
-                        src.rows += 1;
+                        rows += 1;
                     }
                     data = true;
                 }
@@ -110,7 +112,7 @@ impl VdbSource {
             return Err(StorageError::corrupt(path, "no \"matrix\" member"));
         };
         src.dim = dim;
-        let rows = src.rows;
+        src.rows = Some(rows);
         if dim == 0 && rows > 0 {
             return Err(StorageError::corrupt(
                 path,
@@ -131,6 +133,31 @@ impl VdbSource {
         Ok(src)
     }
 
+    /// Reads only the header when `embedding_dim` comes first, as nano-vectordb writes it:
+    /// the row count stays unknown, and a `matrix` that does not hold `rows × embedding_dim`
+    /// values is then reported by the row stream when it reaches the mismatch. Any other
+    /// member order falls back to [`VdbSource::open`]. Saves a pass over the whole file.
+    pub fn open_header(path: &Path) -> StorageResult<VdbSource> {
+        let Some(mut r) = ObjectReader::open(path)? else {
+            return VdbSource::open(path);
+        };
+        match r.next_key()?.as_deref() {
+            Some("embedding_dim") => {}
+            _ => return VdbSource::open(path),
+        }
+        let n = r.number()?;
+        let Some(dim) = n.as_u64().and_then(|d| usize::try_from(d).ok()) else {
+            let at = r.value_offset();
+            return Err(r.err_at(at, "\"embedding_dim\" is not a non-negative integer"));
+        };
+        Ok(VdbSource {
+            path: path.to_path_buf(),
+            dim,
+            rows: None,
+            present: true,
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -140,8 +167,8 @@ impl VdbSource {
         self.dim
     }
 
-    /// The number of rows in `data`.
-    pub fn row_count(&self) -> u64 {
+    /// The number of rows in `data`, when the whole file was surveyed.
+    pub fn row_count(&self) -> Option<u64> {
         self.rows
     }
 
@@ -161,12 +188,15 @@ impl VdbSource {
             values: Vec::new(),
             head: 0,
             next_ordinal: 0,
+            matrix_start: None,
         };
         if !self.present {
             return Ok(it);
         }
         it.data = Some(reader_at(&self.path, "data")?);
-        it.matrix = Some(reader_at(&self.path, "matrix")?);
+        let matrix = reader_at(&self.path, "matrix")?;
+        it.matrix_start = Some(matrix.offset());
+        it.matrix = Some(matrix);
         it.decoder = Some(MatrixDecoder::new(0));
         for _ in 0..first {
             match it.next() {
@@ -234,6 +264,8 @@ pub struct VdbRows {
     values: Vec<f32>,
     head: usize,
     next_ordinal: u64,
+    /// Where the `matrix` string starts in the file.
+    matrix_start: Option<u64>,
 }
 
 impl VdbRows {
@@ -252,6 +284,17 @@ impl VdbRows {
 
     fn pending(&self) -> usize {
         self.values.len() - self.head
+    }
+
+    /// About how many bytes of the file the rows handed out so far stand for: the part of
+    /// `data` read, plus the part of `matrix` decoded (which may run a chunk ahead).
+    pub fn bytes_read(&self) -> u64 {
+        let data = self.data.as_ref().map_or(0, |d| d.offset());
+        let matrix = match (&self.matrix, self.matrix_start) {
+            (Some(m), Some(start)) => m.offset().saturating_sub(start),
+            _ => 0,
+        };
+        data + matrix
     }
 
     fn matrix_err(&self, at: u64, msg: &str) -> StorageError {
