@@ -2,7 +2,7 @@
 
 use hrag_proto::{
     BackendHealth, BackendStatusReport, DaemonStatus, DbAck, DbDetail, DbSummary, ExportReport,
-    Health, IndexBuild, QueryResult, ReloadReport, Response, Retrieved,
+    Health, IndexBuild, IndexBuildState, QueryResult, ReloadReport, Response, Retrieved,
 };
 
 /// Prints rows with each column padded to its widest cell.
@@ -479,6 +479,19 @@ fn migration(r: &hrag_proto::MigrationReport) {
             }
         );
     }
+    for b in &r.index_builds {
+        let how = match b.state {
+            IndexBuildState::Done => format!("built in {:.1} s", b.elapsed_secs),
+            IndexBuildState::Building => format!(
+                "building in the background ({}{}, {:.0} s so far; queries scan meanwhile)",
+                b.phase,
+                b.percent.map(|p| format!(" {p:.0}%")).unwrap_or_default(),
+                b.elapsed_secs
+            ),
+            IndexBuildState::Failed => format!("build FAILED: {}", b.phase),
+        };
+        println!("  vector index {} on {}: {how}", b.index, b.table);
+    }
     if let Some(m) = &r.message {
         println!("  {m}");
     }
@@ -536,7 +549,7 @@ mod tests {
 
     #[test]
     fn index_builds_get_one_row_each() {
-        use hrag_proto::{DbState, DbStatus, IndexBuildState};
+        use hrag_proto::{DbState, DbStatus};
         let build = |table: &str, state, percent| IndexBuild {
             table: table.into(),
             index: format!("idx_{table}_hnsw_cosine"),

@@ -240,6 +240,14 @@ impl Daemon {
         })
     }
 
+    /// The background vector-index builds of `db` (none while it is not open on Postgres).
+    pub async fn index_builds_of(&self, db: &str) -> Vec<hrag_proto::IndexBuild> {
+        let dbs = self.dbs.lock().await;
+        dbs.get(db)
+            .map(|run| index_builds(&run.handle))
+            .unwrap_or_default()
+    }
+
     pub async fn status(&self) -> DaemonStatus {
         let reg = self.registry_snapshot();
         let dbs = self.dbs.lock().await;

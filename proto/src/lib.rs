@@ -17,7 +17,7 @@ pub use message::*;
 
 /// Version of the message enums below. Bumped on every change to any wire type; a client and a
 /// daemon only talk when their ranges overlap (see [`Hello`]).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[cfg(test)]
 mod tests;

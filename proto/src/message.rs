@@ -474,6 +474,9 @@ pub struct MigrationReport {
     pub peak_rss_bytes: u64,
     pub verified: Option<bool>,
     pub message: Option<String>,
+    /// The vector indexes the switch left to build in the background, as they stand when the
+    /// report is made (`migrate status` after the job shows their whole build time).
+    pub index_builds: Vec<IndexBuild>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

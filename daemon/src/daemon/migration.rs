@@ -177,6 +177,7 @@ impl Daemon {
                     "'{name}' is already on postgres: its migration finished; nothing to resume \
                      (`hragctl verify {name}` re-checks it)"
                 )),
+                index_builds: self.index_builds_of(&name).await,
             });
         }
         if entry.backend_type != BackendType::Json {
@@ -201,9 +202,18 @@ impl Daemon {
             }
             let _ = handle.result.send(Some(result.map_err(|e| e.to_body())));
         });
-        follow(follower, progress)
+        let mut report = follow(follower, progress)
             .await
-            .map_err(DaemonError::Remote)
+            .map_err(DaemonError::Remote)?;
+        self.with_index_builds(&mut report).await;
+        Ok(report)
+    }
+
+    /// A finished migration's report gains the background index builds the switch started.
+    async fn with_index_builds(&self, r: &mut MigrationReport) {
+        if r.phase == JobPhase::Done && !r.dry_run {
+            r.index_builds = self.index_builds_of(&r.db).await;
+        }
     }
 
     /// `hragctl migrate status [DB]`: follows a running job to its end, or reports the last.
@@ -225,7 +235,10 @@ impl Daemon {
         let mut out = Vec::new();
         for (db, rx) in jobs {
             match follow(rx.follower(), progress).await {
-                Ok(r) => out.push(r),
+                Ok(mut r) => {
+                    self.with_index_builds(&mut r).await;
+                    out.push(r)
+                }
                 Err(e) => out.push(MigrationReport {
                     db,
                     phase: JobPhase::Failed,
@@ -239,6 +252,7 @@ impl Daemon {
                     peak_rss_bytes: 0,
                     verified: None,
                     message: Some(e.message),
+                    index_builds: Vec::new(),
                 }),
             }
         }

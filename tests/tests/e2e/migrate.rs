@@ -204,6 +204,30 @@ fn a_lightrag_fixture_migrates_verifies_switches_and_lightrag_reads_it() {
         after, before_query,
         "query results differ between JSON and Postgres"
     );
+    // The report of the finished job gains the background vector-index builds' times.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = run_ctl(&d, &["--json", "migrate", "status", "small"]);
+        assert_eq!(code, 0, "{err}");
+        let at = out.find("[\n").unwrap_or(0);
+        let list: Value = serde_json::from_str(&out[at..]).unwrap();
+        let builds = list[0]["index_builds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let done = builds.len() == 3
+            && builds
+                .iter()
+                .all(|b| b["state"] == "done" && b["elapsed_secs"].as_f64().unwrap() > 0.0);
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the three vector indexes are not reported built: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     // verify on demand passes; a tampered record fails it, named, with exit 4.
     let (code, _, err) = run_ctl(&d, &["verify", "small"]);
     assert_eq!(code, 0, "{err}");
