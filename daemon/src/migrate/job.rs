@@ -295,12 +295,9 @@ impl Job {
         let (indexes, now): (Vec<String>, Vec<String>) = stmts
             .into_iter()
             .partition(|s| s.starts_with("CREATE INDEX"));
-        for s in now {
-            sqlx::query(AssertSqlSafe(s))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| tgt("create the target tables", e))?;
-        }
+        schema::run_script(&mut tx, &now)
+            .await
+            .map_err(|e| tgt("create the target tables", e))?;
         // A vector index already on a table (another workspace's, or LightRAG's) would be
         // maintained row by row during the copy: it goes, and is rebuilt in the background
         // once the database is switched (LightRAG also recreates a missing one at start).

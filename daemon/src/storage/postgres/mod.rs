@@ -291,12 +291,9 @@ impl PgStores {
                 ),
             }
         }
-        for s in stmts {
-            sqlx::query(sqlx::AssertSqlSafe(s))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_err("create schema", e))?;
-        }
+        schema::run_script(&mut tx, &stmts)
+            .await
+            .map_err(|e| db_err("create schema", e))?;
         let mut deferred = Vec::new();
         for ddl in indexes {
             let state = index_build::index_state(&mut *tx, &ddl)

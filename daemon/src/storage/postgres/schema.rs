@@ -177,6 +177,27 @@ const STD_INDEXED: &[&str] = &[
 
 const TS0: &str = "timestamp(0) without time zone DEFAULT CURRENT_TIMESTAMP";
 
+/// Runs hrag's own DDL statements in one round trip (the simple query protocol takes several
+/// statements at once); one by one they cost a round trip and a parse each, ~40 ms for the
+/// whole schema. Inside a transaction they stay in it; outside, they form one.
+pub async fn run_script(
+    conn: &mut sqlx::PgConnection,
+    stmts: &[String],
+) -> Result<(), sqlx::Error> {
+    if stmts.is_empty() {
+        return Ok(());
+    }
+    let script = stmts
+        .iter()
+        .map(|s| s.trim_end().trim_end_matches(';'))
+        .collect::<Vec<_>>()
+        .join(";\n");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
 /// The statements creating every non-vector table and index (idempotent).
 pub fn base_ddl() -> Vec<String> {
     let mut v = vec![
