@@ -188,12 +188,15 @@ impl VdbSource {
             values: Vec::new(),
             head: 0,
             next_ordinal: 0,
+            data_start: None,
             matrix_start: None,
         };
         if !self.present {
             return Ok(it);
         }
-        it.data = Some(reader_at(&self.path, "data")?);
+        let data = reader_at(&self.path, "data")?;
+        it.data_start = Some(data.offset());
+        it.data = Some(data);
         let matrix = reader_at(&self.path, "matrix")?;
         it.matrix_start = Some(matrix.offset());
         it.matrix = Some(matrix);
@@ -264,7 +267,8 @@ pub struct VdbRows {
     values: Vec<f32>,
     head: usize,
     next_ordinal: u64,
-    /// Where the `matrix` string starts in the file.
+    /// Where the `data` array and the `matrix` string start in the file.
+    data_start: Option<u64>,
     matrix_start: Option<u64>,
 }
 
@@ -287,14 +291,14 @@ impl VdbRows {
     }
 
     /// About how many bytes of the file the rows handed out so far stand for: the part of
-    /// `data` read, plus the part of `matrix` decoded (which may run a chunk ahead).
+    /// `data` read plus the part of `matrix` decoded (which may run a chunk ahead), whichever
+    /// member comes first; never more than the two members' sizes.
     pub fn bytes_read(&self) -> u64 {
-        let data = self.data.as_ref().map_or(0, |d| d.offset());
-        let matrix = match (&self.matrix, self.matrix_start) {
-            (Some(m), Some(start)) => m.offset().saturating_sub(start),
+        let passed = |r: &Option<ObjectReader<File>>, start: Option<u64>| match (r, start) {
+            (Some(r), Some(start)) => r.offset().saturating_sub(start),
             _ => 0,
         };
-        data + matrix
+        passed(&self.data, self.data_start) + passed(&self.matrix, self.matrix_start)
     }
 
     fn matrix_err(&self, at: u64, msg: &str) -> StorageError {
